@@ -1,0 +1,2 @@
+"""Benchmarks, run with `make bench`; each prints its figure against a baseline measured
+in the same run."""

@@ -1,0 +1,5 @@
+"""`python -m bench`: run every benchmark."""
+
+import sys
+
+print("no benchmarks yet", file=sys.stderr)
