@@ -15,6 +15,8 @@ test: $(INSTALLED) $(SUPABASE_CLI)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(INSTALLED)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) \
+		|| (echo "make bench needs wrk (apt-get install wrk)" >&2; exit 1)
 	$(BIN)/python -m bench
 
 lint: $(INSTALLED)

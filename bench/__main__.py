@@ -1,5 +1,6 @@
-"""`python -m bench`: run every benchmark."""
+"""`python -m bench` (`make bench`): run every benchmark."""
 
-import sys
+from bench import function_rps
 
-print("no benchmarks yet", file=sys.stderr)
+print("== function requests/s vs pgbench (same SQL)")
+function_rps.main()

@@ -11,17 +11,28 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import psycopg
 import pytest
 from psycopg import sql
 
-from aerelion import deploy
+from aerelion import deploy, local_identity
+from aerelion.app import App, create_app
 from aerelion.embedded import throwaway
-from support import REPO, settings_for
+from aerelion.functions import load_functions
+from aerelion.queries import QUERIES, parse
+from support import (
+    REPO,
+    TEST_FUNCTIONS,
+    TEST_RAISE,
+    User,
+    runtime_settings,
+    settings_for,
+)
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +87,52 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "sql").mkdir()
     shutil.copy(REPO / "sql" / "platform_shim.sql", tmp_path / "sql" / "platform_shim.sql")
     return tmp_path
+
+
+# -- the function runtime ----------------------------------------------------------------
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def runtime_database(create_database: Callable[[], str]) -> str:
+    """A migrated database for the runtime tests, with a helper that raises any SQLSTATE."""
+    url = create_database()
+    deploy.push(url, settings_for(), out=lambda _: None)
+    with deploy.connect(url) as conn:
+        deploy.run_script(conn, TEST_RAISE)
+    return url
+
+
+@pytest.fixture(scope="session")
+def users(runtime_database: str) -> dict[str, User]:
+    """alice and bob (users) and root (an admin)."""
+    made = {}
+    with psycopg.connect(runtime_database, autocommit=True) as conn:
+        for name in ("alice", "bob", "root"):
+            email = f"{name}-{uuid.uuid4().hex[:6]}@example.com"
+            made[name] = User(local_identity.create_user(conn, email, admin=name == "root"), email)
+    return made
+
+
+@pytest.fixture
+async def app(runtime_database: str) -> AsyncIterator[App]:
+    app = create_app(
+        settings=runtime_settings(),
+        database_url=runtime_database,
+        functions=load_functions(TEST_FUNCTIONS),
+        queries={**QUERIES, **parse((TEST_FUNCTIONS / "queries.sql").read_text())},
+    )
+    await app.runtime.database.open()
+    yield app
+    await app.runtime.database.close()
+
+
+@pytest.fixture
+async def client(app: App) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4321))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from aerelion import local_identity
 from aerelion.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,3 +29,47 @@ def write_migration(project: Path, file_name: str, text: str) -> Path:
     path = project / "supabase" / "migrations" / file_name
     path.write_text(text)
     return path
+
+
+# -- the function runtime ----------------------------------------------------------------
+
+TEST_FUNCTIONS = REPO / "tests" / "functions"
+JWT_SECRET = "local-test-jwt-secret-" + "0123456789abcdef" * 3
+SERVICE_KEY = "sb_secret_" + "s" * 40
+ALLOWED_ORIGIN = "https://app.example.com"
+RUNTIME_SECRETS = {
+    "SUPABASE_JWT_SECRET": JWT_SECRET,
+    "SUPABASE_SERVICE_ROLE_KEY": SERVICE_KEY,
+    "ALLOWED_ORIGINS": f"{ALLOWED_ORIGIN}, http://localhost:3000",
+    "TEST_CRON_SECRET": "cron-" + "c" * 40,
+    "TEST_HOOK_KEY": "hook-" + "h" * 40,
+    "TEST_WEBHOOK_SECRET": "whsec_" + "w" * 40,
+}
+TEST_RAISE = """
+create or replace function public.test_raise(code text, message text) returns void
+language plpgsql as $$
+begin
+  raise exception using errcode = code, message = message, detail = 'the detail',
+    hint = 'the hint';
+end
+$$;
+grant execute on function public.test_raise(text, text) to anon, authenticated;
+"""
+
+
+@dataclass(frozen=True)
+class User:
+    id: uuid.UUID
+    email: str
+
+    def token(self, **overrides: Any) -> str:
+        claims = local_identity.user_claims(self.id, self.email)
+        claims.update(overrides)
+        return local_identity.sign(claims, JWT_SECRET)
+
+    def headers(self, **overrides: Any) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token(**overrides)}"}
+
+
+def runtime_settings(**extra: str) -> Settings:
+    return settings_for(**{**RUNTIME_SECRETS, **extra})

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import signal
+import os
 import sys
 from collections.abc import Callable, Sequence
 
-from aerelion import deploy, migrations
+import psycopg
+import uvicorn
+
+from aerelion import deploy, local_identity, migrations, supabase_config
+from aerelion.app import ConfigurationError, create_app
 from aerelion.config import Settings
 from aerelion.database import database_url, embedded_cluster
 from aerelion.embedded import EmbeddedError
+from aerelion.functions import load_functions
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -92,26 +97,96 @@ def _db_url(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def _serve_app(settings: Settings, url: str, names: list[str] | None, host: str, port: int) -> None:
+    app = create_app(names, settings=settings, database_url=url)
+    base = f"http://{host}:{port}"
+    print(f"serving {len(app.functions)} functions at {base}/functions/v1/<name>")
+    print(f"health: {base}/health   openapi: {base}/openapi.json")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.get("FORWARDED_ALLOW_IPS") or "127.0.0.1",
+        access_log=False,
+        log_level="info",
+    )
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    with database_url(settings) as url:
+        _serve_app(
+            settings, url, args.names or None, args.host or settings.host, _port(args, settings)
+        )
+    return 0
+
+
+def _port(args: argparse.Namespace, settings: Settings) -> int:
+    return args.port if args.port is not None else settings.port
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    """`make run`: the database (embedded unless DATABASE_URL), migrations and seed."""
+    """`make run`: local secrets, the database (embedded unless DATABASE_URL), migrations
+    and seed, then every function."""
+    added = local_identity.ensure_local_env(settings.project_dir / ".env", dict(os.environ))
+    if added:
+        print(f"generated local secrets into .env: {', '.join(added)}")
+        settings = Settings.load(settings.project_dir)
     with database_url(settings) as url:
         deploy.push(url, settings, include_seed=True)
-        print(f"database ready: {url}")
-        print("press Ctrl-C to stop")
-        signal.signal(signal.SIGTERM, _interrupt)
-        try:
-            signal.pause()
-        except KeyboardInterrupt:
-            print("stopping")
+        print(f"database: {url}")
+        print("a token: aerelion users create me@example.com && aerelion token me@example.com")
+        _serve_app(settings, url, None, args.host or settings.host, _port(args, settings))
+    return 0
+
+
+def _users_create(args: argparse.Namespace, settings: Settings) -> int:
+    with database_url(settings) as url, psycopg.connect(url, autocommit=True) as conn:
+        user_id = local_identity.create_user(conn, args.email, admin=args.admin)
+    print(user_id)
+    return 0
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    secret = settings.get("SUPABASE_JWT_SECRET")
+    if not secret:
+        print("SUPABASE_JWT_SECRET is not set (make run generates one into .env)", file=sys.stderr)
+        return 1
+    if args.service_role:
+        print(local_identity.sign(local_identity.service_claims(ttl=args.ttl), secret))
+        return 0
+    if not args.email:
+        print("name a user's email, or --service-role", file=sys.stderr)
+        return 1
+    with database_url(settings) as url, psycopg.connect(url) as conn:
+        user_id = local_identity.find_user(conn, args.email)
+    if user_id is None:
+        print(f"no user {args.email} (aerelion users create {args.email})", file=sys.stderr)
+        return 1
+    claims = local_identity.user_claims(
+        user_id, args.email.lower(), ttl=args.ttl, issuer=settings.get("SUPABASE_JWT_ISSUER")
+    )
+    print(local_identity.sign(claims, secret))
+    return 0
+
+
+def _functions(args: argparse.Namespace, settings: Settings) -> int:
+    functions = load_functions(settings.functions_dir)
+    if args.config:
+        print("\n".join(supabase_config.render(f) for f in functions))
+        return 0
+    for function in functions:
+        methods = ",".join(function.methods)
+        verify = str(function.verify_jwt).lower()
+        print(f"{function.name:<32} {methods:<12} verify_jwt={verify:<6} {function.policy}")
     return 0
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
-    problems = settings.problems()
+    problems = settings.problems() + settings.serving_problems()
+    problems += supabase_config.problems(
+        load_functions(settings.functions_dir), settings.project_dir / "supabase" / "config.toml"
+    )
     for problem in problems:
         print(f"config: {problem}", file=sys.stderr)
     if not problems:
@@ -155,9 +230,36 @@ def _parser() -> argparse.ArgumentParser:
     db_commands.add_parser("stop", help="stop the embedded database").set_defaults(run=_db_stop)
     db_commands.add_parser("url", help="print the database URL").set_defaults(run=_db_url)
 
-    commands.add_parser("run", help="database, migrations and seed, until Ctrl-C").set_defaults(
-        run=_run
+    def with_address(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("--host", help="address to listen on (default: AERELION_HOST)")
+        sub.add_argument("--port", type=int, help="port (default: AERELION_PORT, 54321)")
+        return sub
+
+    with_address(
+        commands.add_parser("run", help="secrets, database, migrations, seed, all functions")
+    ).set_defaults(run=_run)
+    serve = with_address(commands.add_parser("serve", help="serve all or the named functions"))
+    serve.add_argument("names", nargs="*", help="function names (default: all)")
+    serve.set_defaults(run=_serve)
+
+    users = commands.add_parser("users", help="local users")
+    users_commands = users.add_subparsers(dest="users_command", required=True)
+    create = users_commands.add_parser("create", help="create (or find) a confirmed user")
+    create.add_argument("email")
+    create.add_argument("--admin", action="store_true", help="also grant the admin role")
+    create.set_defaults(run=_users_create)
+
+    token = commands.add_parser("token", help="print a JWT signed with SUPABASE_JWT_SECRET")
+    token.add_argument("email", nargs="?", help="the user's email")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.add_argument("--service-role", action="store_true", help="a service-role token")
+    token.set_defaults(run=_token)
+
+    functions = commands.add_parser("functions", help="list functions and their auth policy")
+    functions.add_argument(
+        "--config", action="store_true", help="print their supabase/config.toml blocks"
     )
+    functions.set_defaults(run=_functions)
     commands.add_parser("check", help="validate the configuration").set_defaults(run=_check)
     return parser
 
@@ -171,8 +273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for reason in refused.reasons:
             print(f"refused: {reason}", file=sys.stderr)
         return 1
-    except (deploy.MigrationFailedError, EmbeddedError) as error:
+    except (deploy.MigrationFailedError, EmbeddedError, LookupError) as error:
         print(error, file=sys.stderr)
+        return 1
+    except ConfigurationError as error:
+        for line in str(error).splitlines():
+            print(f"config: {line}", file=sys.stderr)
         return 1
 
 

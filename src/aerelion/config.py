@@ -18,6 +18,7 @@ from dotenv import dotenv_values
 from psycopg.conninfo import conninfo_to_dict
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+MIN_SECRET_BYTES = 32  # HS256 keys shorter than the hash are weak (RFC 7518 §3.2)
 SUPAVISOR_TRANSACTION_PORT = 6543  # Supabase's transaction pooler port
 LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost", ""}
 
@@ -122,6 +123,32 @@ class Settings:
     @property
     def port(self) -> int:
         return _int(self.environ, "AERELION_PORT", 54321)
+
+    @property
+    def max_body_bytes(self) -> int:
+        return _int(self.environ, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
+
+    def serving_problems(self) -> list[str]:
+        """What would stop functions from being served safely."""
+        from aerelion.cors import origin_problems
+        from aerelion.vault import vault_problems
+
+        found = []
+        secret = self.get("SUPABASE_JWT_SECRET")
+        jwks_url = self.get("SUPABASE_JWKS_URL")
+        if not secret and not jwks_url:
+            found.append("set SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL to verify user tokens")
+        if secret and len(secret.encode()) < MIN_SECRET_BYTES:
+            found.append(f"SUPABASE_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
+        if jwks_url and urlsplit(jwks_url).scheme not in ("http", "https"):
+            found.append("SUPABASE_JWKS_URL must be an http(s) URL")
+        for name in ("THS_SIGNING_SECRET", "SUPABASE_SERVICE_ROLE_KEY"):
+            value = self.get(name)
+            if value and len(value.encode()) < MIN_SECRET_BYTES:
+                found.append(f"{name} must be at least {MIN_SECRET_BYTES} bytes")
+        found += origin_problems(self.get("ALLOWED_ORIGINS") or "")
+        found += vault_problems(self.environ)
+        return found
 
     def problems(self) -> list[str]:
         """Every configuration mistake, one line each (empty when all is well)."""

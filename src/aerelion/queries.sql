@@ -70,3 +70,51 @@ CREATE DATABASE {database};
 -- server_version --
 -- The server's version number, e.g. 150008
 SELECT current_setting('server_version_num')::int AS version;
+
+-- act_as --
+-- Act as an API role with the caller's JWT claims for this transaction, as PostgREST does
+SELECT set_config('search_path', 'public, extensions', true),
+       set_config('statement_timeout', coalesce(%(statement_timeout)s, current_setting('statement_timeout')), true),
+       set_config('role', %(role)s, true),
+       set_config('request.jwt.claims', %(claims)s, true),
+       set_config('request.method', %(method)s, true),
+       set_config('request.path', %(path)s, true),
+       set_config('request.headers', %(headers)s, true);
+
+-- ping --
+-- The database answers
+SELECT 1 AS ok;
+
+-- is_admin --
+-- Whether the caller is an admin (decided in SQL)
+SELECT public.is_admin() AS admin;
+
+-- record_edge_function_log --
+-- The one log row of a request
+SELECT public.record_edge_function_log(
+  p_function_name => %(function_name)s,
+  p_message => %(message)s,
+  p_status_code => %(status_code)s,
+  p_duration_ms => %(duration_ms)s,
+  p_user_id => %(user_id)s,
+  p_ip_address => %(ip_address)s,
+  p_details => %(details)s,
+  p_level => %(level)s
+) AS id;
+
+-- create_local_user --
+-- A confirmed email user, as Supabase Auth would create one (the same user if it exists)
+INSERT INTO auth.users (id, email, aud, role, email_confirmed_at, raw_app_meta_data, raw_user_meta_data)
+VALUES (gen_random_uuid(), lower(%(email)s), 'authenticated', 'authenticated', now(),
+        '{"provider": "email", "providers": ["email"]}', %(metadata)s)
+ON CONFLICT (email) WHERE is_sso_user = false DO UPDATE SET updated_at = now()
+RETURNING id;
+
+-- grant_admin --
+-- Make a user an admin
+INSERT INTO public.user_roles (user_id, role) VALUES (%(user_id)s, 'admin')
+ON CONFLICT (user_id, role) DO NOTHING;
+
+-- find_user --
+-- A user by email
+SELECT id, email FROM auth.users WHERE email = lower(%(email)s);

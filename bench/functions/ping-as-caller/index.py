@@ -1,0 +1,11 @@
+"""The benchmark's trivial function: one query, as the caller."""
+
+from aerelion.functions import Call, Function
+
+
+async def handle(call: Call[None]) -> dict:
+    async with call.as_caller() as db:
+        return await db.one("bench_ping")
+
+
+function = Function(name="ping-as-caller", handler=handle, auth="user", methods=("GET",))
