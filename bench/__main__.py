@@ -1,6 +1,9 @@
 """`python -m bench` (`make bench`): run every benchmark."""
 
-from bench import function_rps
+from bench import audit_inserts, function_rps
 
 print("== function requests/s vs pgbench (same SQL)")
 function_rps.main()
+print()
+print("== audit log inserts/s, tamper-evident vs plain table")
+audit_inserts.main()

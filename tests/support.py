@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from dataclasses import dataclass
@@ -73,3 +74,25 @@ class User:
 
 def runtime_settings(**extra: str) -> Settings:
     return settings_for(**{**RUNTIME_SECRETS, **extra})
+
+
+# -- acting as a role in SQL, as PostgREST does ------------------------------------------
+
+
+def act_as(conn: Any, role: str, user_id: uuid.UUID | None = None) -> None:
+    """Inside the connection's current transaction, become `role` with its JWT claims."""
+    claims: dict[str, Any] = {"role": role}
+    if user_id is not None:
+        claims["sub"] = str(user_id)
+    conn.execute(
+        "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
+        [role, json.dumps(claims)],
+    )
+
+
+def new_user(conn: Any, *, admin: bool = False) -> uuid.UUID:
+    """A user (and its profile); committed."""
+    user_id = local_identity.create_user(
+        conn, f"user-{uuid.uuid4().hex[:10]}@example.com", admin=admin
+    )
+    return user_id

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 import psycopg
 import uvicorn
 
-from aerelion import deploy, local_identity, migrations, supabase_config
+from aerelion import audit, deploy, local_identity, migrations, operations, supabase_config
 from aerelion.app import ConfigurationError, create_app
 from aerelion.config import Settings
 from aerelion.database import database_url, embedded_cluster
@@ -170,6 +170,33 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _mode(args: argparse.Namespace, settings: Settings) -> int:
+    with database_url(settings, args.db_url) as url, psycopg.connect(url) as conn:
+        if args.mode_command == "set":
+            row = operations.set_mode(conn, args.mode, args.as_email)
+        else:
+            row = operations.show_mode(conn)
+    by = row["updated_by"] or "the service role"
+    print(f"{row['operational_mode']} (since {row['updated_at']:%Y-%m-%d %H:%M:%S %Z}, by {by})")
+    return 0
+
+
+def _retention(args: argparse.Namespace, settings: Settings) -> int:
+    with database_url(settings, args.db_url) as url, psycopg.connect(url) as conn:
+        report = operations.apply_retention(conn)
+    for table, removed in sorted(report.items()):
+        print(f"{table}: {removed} rows removed")
+    return 0
+
+
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    if args.audit_command == "seal":
+        return audit.main_seal(settings, args.db_url)
+    if args.audit_command == "verify":
+        return audit.main_verify(settings, args.db_url)
+    return audit.main_purge(settings, args.db_url, args.before)
+
+
 def _functions(args: argparse.Namespace, settings: Settings) -> int:
     functions = load_functions(settings.functions_dir)
     if args.config:
@@ -255,6 +282,27 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--service-role", action="store_true", help="a service-role token")
     token.set_defaults(run=_token)
 
+    mode = commands.add_parser("mode", help="the operational mode")
+    mode_commands = mode.add_subparsers(dest="mode_command", required=True)
+    with_url(mode_commands.add_parser("show", help="print the mode")).set_defaults(run=_mode)
+    set_mode = with_url(mode_commands.add_parser("set", help="switch the mode (audited)"))
+    set_mode.add_argument("mode", choices=("STEALTH", "SENTINEL", "WAR_ROOM"))
+    set_mode.add_argument(
+        "--as", dest="as_email", help="act as this admin (default: the service role)"
+    )
+    set_mode.set_defaults(run=_mode)
+
+    audit_parser = commands.add_parser("audit", help="the sealed, append-only audit log")
+    audit_commands = audit_parser.add_subparsers(dest="audit_command", required=True)
+    with_url(audit_commands.add_parser("seal", help="seal settled rows into a checkpoint"))
+    with_url(audit_commands.add_parser("verify", help="check every seal; exit 1 on a fault"))
+    purge = with_url(audit_commands.add_parser("purge", help="remove sealed rows older than"))
+    purge.add_argument("before", help="cut-off: 90d, 2026-01-31 or an ISO time")
+    audit_parser.set_defaults(run=_audit)
+
+    retention = commands.add_parser("retention", help="age out old rows (registry periods)")
+    with_url(retention).set_defaults(run=_retention)
+
     functions = commands.add_parser("functions", help="list functions and their auth policy")
     functions.add_argument(
         "--config", action="store_true", help="print their supabase/config.toml blocks"
@@ -272,6 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except deploy.RefusedError as refused:
         for reason in refused.reasons:
             print(f"refused: {reason}", file=sys.stderr)
+        return 1
+    except psycopg.Error as error:
+        print(f"database: {error.diag.message_primary or error}", file=sys.stderr)
         return 1
     except (deploy.MigrationFailedError, EmbeddedError, LookupError) as error:
         print(error, file=sys.stderr)

@@ -16,6 +16,7 @@ from typing import Any
 import jwt
 import psycopg
 from dotenv import dotenv_values
+from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from aerelion.queries import QUERIES
@@ -25,18 +26,19 @@ DEFAULT_TTL = 3600
 
 def create_user(conn: psycopg.Connection, email: str, *, admin: bool = False) -> uuid.UUID:
     """Create (or find) a confirmed user; `admin` also grants the admin role."""
-    with conn.transaction():
-        row = conn.execute(
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cursor:
+        row = cursor.execute(
             QUERIES["create_local_user"], {"email": email, "metadata": Jsonb({})}
         ).fetchone()
         user_id = row[0]
         if admin:
-            conn.execute(QUERIES["grant_admin"], {"user_id": user_id})
+            cursor.execute(QUERIES["grant_admin"], {"user_id": user_id})
     return user_id
 
 
 def find_user(conn: psycopg.Connection, email: str) -> uuid.UUID | None:
-    row = conn.execute(QUERIES["find_user"], {"email": email}).fetchone()
+    with conn.cursor(row_factory=tuple_row) as cursor:
+        row = cursor.execute(QUERIES["find_user"], {"email": email}).fetchone()
     return row[0] if row else None
 
 

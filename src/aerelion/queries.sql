@@ -118,3 +118,38 @@ ON CONFLICT (user_id, role) DO NOTHING;
 -- find_user --
 -- A user by email
 SELECT id, email FROM auth.users WHERE email = lower(%(email)s);
+
+-- show_mode --
+-- The operational mode and who set it
+SELECT operational_mode, updated_at, updated_by FROM public.nexus_config WHERE id = 'singleton';
+
+-- set_operational_mode --
+-- Switch the operational mode (the caller must be an admin or the service role)
+SELECT operational_mode, updated_at, updated_by FROM public.set_operational_mode(%(mode)s);
+
+-- apply_retention --
+-- Remove rows past their retention period (service role)
+SELECT public.apply_retention() AS report;
+
+-- seal_audit_log --
+-- Seal the settled rows of the request log into a new checkpoint (no row: nothing to seal)
+SELECT c.id, c.horizon::text AS horizon, c.previous_horizon::text AS previous_horizon,
+       c.first_seq, c.last_seq, c.row_count,
+       encode(c.previous_digest, 'hex') AS previous_digest, encode(c.digest, 'hex') AS digest,
+       c.created_at
+FROM public.seal_audit_log() AS c
+WHERE c.id IS NOT NULL;
+
+-- verify_audit_log --
+-- Recompute every seal and checkpoint; the first fault, if any, and the head digest
+SELECT v.ok, v.checkpoints, v.sealed_rows, v.unsealed_rows, v.fault, v.fault_seq,
+       v.head_digest
+FROM public.verify_audit_log() AS v;
+
+-- purge_audit_log --
+-- Remove whole sealed checkpoints whose rows are all older than the cut-off
+SELECT public.purge_audit_log(p_before => %(before)s) AS rows_removed;
+
+-- registry_get --
+-- A value of the system registry (admins and the service role; secrets: service role only)
+SELECT public.registry_get(%(namespace)s, %(key)s) AS value;
