@@ -1,9 +1,12 @@
 """`python -m bench` (`make bench`): run every benchmark."""
 
-from bench import audit_inserts, function_rps
+from bench import audit_inserts, function_rps, queue
 
 print("== function requests/s vs pgbench (same SQL)")
 function_rps.main()
 print()
 print("== audit log inserts/s, tamper-evident vs plain table")
 audit_inserts.main()
+print()
+print("== provisioning queue: enqueue, drain, claim")
+queue.main()

@@ -6,6 +6,13 @@ UPDATE public.system_registry
 SET value = 'http://127.0.0.1:54321/functions/v1'
 WHERE namespace = 'app' AND key = 'functions_url';
 
+-- Hostinger settings matching the local stand-in `make run` starts (set the real ones,
+-- from GET /api/vps/v1/data-centers and /templates, when HOSTINGER_API_TOKEN is set).
+UPDATE public.system_registry SET value = '{"us-east-1": 17, "us-west-1": 29, "eu-west-1": 19, "eu-central-1": 21, "eu-west-2": 23, "ap-southeast-1": 25}'
+WHERE namespace = 'hostinger' AND key = 'regions';
+UPDATE public.system_registry SET value = '1130' WHERE namespace = 'hostinger' AND key = 'template_id';
+UPDATE public.system_registry SET value = '2' WHERE namespace = 'hostinger' AND key = 'poll_interval_s';
+
 -- The original catalog's items and prices (descriptions are placeholders).
 INSERT INTO public.automation_agents (slug, name, short_outcome, status, published_at, price_cents)
 VALUES

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -124,7 +125,8 @@ def wait_healthy(base: str, process: subprocess.Popen, timeout: float = 60) -> N
 
 def test_make_run_on_the_embedded_database(tmp_path):
     """`aerelion run` without DATABASE_URL: secrets into .env, the embedded database,
-    migrations and seed, every function served; Ctrl-C stops everything."""
+    migrations and seed, every function and the queue worker, a Hostinger stand-in, and a
+    VPS requested over HTTP coming up; Ctrl-C stops everything."""
     project = tmp_path / "project"
     for folder in ("supabase", "sql", "functions"):
         shutil.copytree(REPO / folder, project / folder)
@@ -140,11 +142,36 @@ def test_make_run_on_the_embedded_database(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
+    base = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(f"http://127.0.0.1:{port}", process)
+        wait_healthy(base, process)
         assert "SUPABASE_JWT_SECRET=" in (project / ".env").read_text()
-        spec = httpx.get(f"http://127.0.0.1:{port}/openapi.json").json()
-        assert spec["openapi"].startswith("3.1")
+        spec = httpx.get(f"{base}/openapi.json").json()
+        assert "/functions/v1/hostinger-provision" in spec["paths"]
+
+        # A newcomer's first VPS, end to end, on the local Hostinger stand-in.
+        def cli(*args: str) -> str:
+            result = aerelion(*args, env={**env, "AERELION_STATE_DIR": str(state)}, cwd=project)
+            assert result.returncode == 0, result.stderr
+            return result.stdout.strip()
+
+        cli("users", "create", "ops@example.com", "--admin")
+        token = cli("token", "ops@example.com")
+        accepted = httpx.post(
+            f"{base}/functions/v1/hostinger-provision",
+            json={"plan": "starter", "region": "us-east-1"},
+            headers={"authorization": f"Bearer {token}"},
+        )
+        assert accepted.status_code == 202, accepted.text
+        job_id = accepted.json()["job_id"]
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            job = json.loads(cli("jobs", "show", job_id))
+            if job["status"] in ("completed", "failed"):
+                break
+            time.sleep(1)
+        assert job["status"] == "completed", job
+        assert job["result"]["ip_address"].startswith("203.0.113.")
     finally:
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=60)

@@ -243,6 +243,25 @@ FUNCTION_EXECUTE: dict[str, set[str]] = {
     "seal_audit_log()": {"service_role"},
     "verify_audit_log()": {"service_role"},
     "purge_audit_log(timestamp with time zone)": {"service_role"},
+    # the provisioning queue: clients request and cancel, admins retry, workers do the rest
+    "request_vps_provisioning(text,text,uuid,text,uuid,text)": {"authenticated", "service_role"},
+    "cancel_provisioning_job(uuid)": {"authenticated", "service_role"},
+    "retry_provisioning_job(uuid)": {"authenticated", "service_role"},
+    "enqueue_provisioning(uuid,text,jsonb,uuid,text,integer)": {"service_role"},
+    "recover_expired_provisioning_leases()": {"service_role"},
+    "claim_provisioning_jobs(integer,text,integer)": {"service_role"},
+    "renew_provisioning_lease(uuid,integer,text,integer)": {"service_role"},
+    "complete_provisioning_job(uuid,integer,text,jsonb)": {"service_role"},
+    "fail_provisioning_job(uuid,integer,text,text,boolean)": {"service_role"},
+    "wait_provisioning_job(uuid,integer,text,text,integer,integer,text)": {"service_role"},
+    "prepare_provisioned_vps(uuid,integer,text,uuid,text,text,text,text,integer,text,text,text,"
+    "text,integer)": {"service_role"},
+    "mark_provisioning_purchase(uuid,integer,text,boolean)": {"service_role"},
+    "record_provisioned_vm(uuid,integer,text,text,jsonb)": {"service_role"},
+    "finish_provisioned_vps(uuid,integer,text,text,text)": {"service_role"},
+    "mark_provisioned_vps_error(uuid,integer,text)": {"service_role"},
+    "trigger_queue_processor()": {"service_role"},
+    "schedule_queue_processor()": {"service_role"},
 }
 
 # -- the rows the attempts use -----------------------------------------------------------

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 import psycopg
-import uvicorn
 
-from aerelion import audit, deploy, local_identity, migrations, operations, supabase_config
-from aerelion.app import ConfigurationError, create_app
+from aerelion import (
+    audit,
+    deploy,
+    local_identity,
+    migrations,
+    operations,
+    serving,
+    supabase_config,
+)
+from aerelion.app import ConfigurationError
 from aerelion.config import Settings
 from aerelion.database import database_url, embedded_cluster
 from aerelion.embedded import EmbeddedError
@@ -97,25 +106,9 @@ def _db_url(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _serve_app(settings: Settings, url: str, names: list[str] | None, host: str, port: int) -> None:
-    app = create_app(names, settings=settings, database_url=url)
-    base = f"http://{host}:{port}"
-    print(f"serving {len(app.functions)} functions at {base}/functions/v1/<name>")
-    print(f"health: {base}/health   openapi: {base}/openapi.json")
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.get("FORWARDED_ALLOW_IPS") or "127.0.0.1",
-        access_log=False,
-        log_level="info",
-    )
-
-
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     with database_url(settings) as url:
-        _serve_app(
+        serving.serve(
             settings, url, args.names or None, args.host or settings.host, _port(args, settings)
         )
     return 0
@@ -136,7 +129,34 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         deploy.push(url, settings, include_seed=True)
         print(f"database: {url}")
         print("a token: aerelion users create me@example.com && aerelion token me@example.com")
-        _serve_app(settings, url, None, args.host or settings.host, _port(args, settings))
+        serving.run_stack(settings, url, args.host or settings.host, _port(args, settings))
+    return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    with database_url(settings, args.db_url) as url:
+        outcomes = asyncio.run(
+            serving.run_worker(
+                settings,
+                url,
+                once=args.once,
+                concurrency=args.concurrency,
+                interval=args.interval,
+            )
+        )
+    for outcome in outcomes:
+        print(json.dumps(outcome.summary()))
+    return 0
+
+
+def _jobs(args: argparse.Namespace, settings: Settings) -> int:
+    with database_url(settings, args.db_url) as url, psycopg.connect(url) as conn:
+        if args.jobs_command == "list":
+            rows = operations.list_jobs(conn, args.status, args.limit)
+        else:
+            rows = [operations.job(conn, args.jobs_command, args.job_id)]
+    for row in rows:
+        print(json.dumps(row, default=str))
     return 0
 
 
@@ -282,6 +302,26 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--service-role", action="store_true", help="a service-role token")
     token.set_defaults(run=_token)
 
+    worker = with_url(commands.add_parser("worker", help="run the provisioning queue worker"))
+    worker.add_argument("--once", action="store_true", help="run due jobs once and exit")
+    worker.add_argument("--interval", type=float, default=60.0, help="poll interval, seconds")
+    worker.add_argument("--concurrency", type=int, default=4, help="jobs at a time")
+    worker.set_defaults(run=_worker)
+
+    jobs = commands.add_parser("jobs", help="provisioning jobs (audited)")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True)
+    listing = with_url(jobs_commands.add_parser("list", help="newest first"))
+    listing.add_argument("--status", help="only jobs with this status")
+    listing.add_argument("--limit", type=int, default=50)
+    for name, text in (
+        ("show", "one job"),
+        ("retry", "retry a failed or cancelled job"),
+        ("cancel", "cancel a job nothing was bought for"),
+    ):
+        one = with_url(jobs_commands.add_parser(name, help=text))
+        one.add_argument("job_id")
+    jobs.set_defaults(run=_jobs)
+
     mode = commands.add_parser("mode", help="the operational mode")
     mode_commands = mode.add_subparsers(dest="mode_command", required=True)
     with_url(mode_commands.add_parser("show", help="print the mode")).set_defaults(run=_mode)
@@ -317,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.load()
     try:
         return int(args.run(args, settings))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM after a clean shutdown
+        return 0
     except deploy.RefusedError as refused:
         for reason in refused.reasons:
             print(f"refused: {reason}", file=sys.stderr)

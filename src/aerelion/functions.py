@@ -22,6 +22,7 @@ from starlette.datastructures import Headers, QueryParams
 from aerelion.auth import Policy, Principal, parse_policy
 
 if TYPE_CHECKING:
+    from aerelion.config import Settings
     from aerelion.transactions import Database, Transaction
 
 NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -65,8 +66,11 @@ class Call(Generic[BodyT]):
     subpath: str
     request_id: str
     database: Database
-    secret: Callable[[str], str | None]
+    settings: Settings
     note: LogNote = field(default_factory=LogNote)
+
+    def secret(self, name: str) -> str | None:
+        return self.settings.get(name)
 
     def as_caller(self) -> AbstractAsyncContextManager[Transaction]:
         """A transaction as the caller (role and JWT claims set): RLS decides."""

@@ -59,3 +59,26 @@ def set_mode(conn: psycopg.Connection, mode: str, as_email: str | None = None) -
 def apply_retention(conn: psycopg.Connection) -> dict[str, int]:
     with acting(conn) as cursor:
         return cursor.execute(QUERIES["apply_retention"]).fetchone()["report"]
+
+
+JOB_QUERIES = {
+    "show": "show_provisioning_job",
+    "retry": "retry_provisioning_job",
+    "cancel": "cancel_provisioning_job",
+}
+
+
+def list_jobs(conn: psycopg.Connection, status: str | None, limit: int) -> list[dict[str, Any]]:
+    with acting(conn) as cursor:
+        return cursor.execute(
+            QUERIES["list_provisioning_jobs"], {"status": status, "limit": limit}
+        ).fetchall()
+
+
+def job(conn: psycopg.Connection, command: str, job_id: str) -> dict[str, Any]:
+    """show, retry or cancel one job, as the service role (retries are audited)."""
+    with acting(conn) as cursor:
+        row = cursor.execute(QUERIES[JOB_QUERIES[command]], {"job_id": job_id}).fetchone()
+    if row is None:
+        raise LookupError(f"no job {job_id}")
+    return row

@@ -153,3 +153,96 @@ SELECT public.purge_audit_log(p_before => %(before)s) AS rows_removed;
 -- registry_get --
 -- A value of the system registry (admins and the service role; secrets: service role only)
 SELECT public.registry_get(%(namespace)s, %(key)s) AS value;
+
+-- request_vps_provisioning --
+-- A client asks for a VPS; every check is in SQL (returns the job id)
+SELECT public.request_vps_provisioning(
+  p_plan => %(plan)s, p_region => %(region)s, p_activation_request_id => %(activation_request_id)s,
+  p_notes => %(notes)s, p_target_user_id => %(target_user_id)s,
+  p_idempotency_key => %(idempotency_key)s
+) AS job_id;
+
+-- cancel_provisioning_job --
+-- The owner (or an admin) cancels a job nothing was bought for
+SELECT id, status FROM public.cancel_provisioning_job(%(job_id)s);
+
+-- retry_provisioning_job --
+-- An admin sends a failed or cancelled job round again (audited)
+SELECT id, status FROM public.retry_provisioning_job(%(job_id)s);
+
+-- list_provisioning_jobs --
+-- Jobs the caller may see, newest first, optionally of one status
+SELECT id, user_id, action, status, step, attempt_count, max_attempts, last_error,
+       scheduled_at, created_at, updated_at, vps_instance_id, worker_id
+FROM public.provisioning_queue
+WHERE %(status)s::text IS NULL OR status = %(status)s::text
+ORDER BY created_at DESC
+LIMIT %(limit)s;
+
+-- show_provisioning_job --
+-- One job the caller may see
+SELECT id, user_id, action, payload, status, step, attempt_count, max_attempts, last_error,
+       scheduled_at, started_at, completed_at, created_at, updated_at, vps_instance_id,
+       worker_id, lease_expires_at, claims, result, activation_request_id
+FROM public.provisioning_queue WHERE id = %(job_id)s;
+
+-- claim_provisioning_jobs --
+-- Claim due jobs for this worker (recovering expired leases first)
+SELECT * FROM public.claim_provisioning_jobs(%(limit)s, %(worker_id)s, %(lease_seconds)s);
+
+-- renew_provisioning_lease --
+-- Keep holding a job while working on it
+SELECT public.renew_provisioning_lease(%(job_id)s, %(lease)s, %(worker_id)s, %(lease_seconds)s) AS expires;
+
+-- complete_provisioning_job --
+-- The holder finished the job
+SELECT status FROM public.complete_provisioning_job(%(job_id)s, %(lease)s, %(worker_id)s, %(result)s);
+
+-- fail_provisioning_job --
+-- The holder's attempt failed (retried with backoff unless final)
+SELECT status, scheduled_at, attempt_count
+FROM public.fail_provisioning_job(%(job_id)s, %(lease)s, %(worker_id)s, %(error)s, %(retryable)s);
+
+-- wait_provisioning_job --
+-- The holder waits for Hostinger; the job comes back without counting an attempt
+SELECT status, scheduled_at
+FROM public.wait_provisioning_job(%(job_id)s, %(lease)s, %(worker_id)s, %(step)s, %(delay_seconds)s, %(deadline_seconds)s, %(timeout_error)s);
+
+-- prepare_provisioned_vps --
+-- The job's VPS row with its sealed secrets, before anything is bought
+SELECT id FROM public.prepare_provisioned_vps(
+  %(job_id)s, %(lease)s, %(worker_id)s, %(instance_id)s, %(hostname)s,
+  %(ssh_ciphertext)s, %(ssh_iv)s, %(ssh_tag)s, %(ssh_key_version)s, %(ssh_key_label)s,
+  %(n8n_ciphertext)s, %(n8n_iv)s, %(n8n_tag)s, %(n8n_key_version)s
+);
+
+-- mark_provisioning_purchase --
+-- A purchase is about to be sent (true) or surely did not happen (false)
+SELECT public.mark_provisioning_purchase(%(job_id)s, %(lease)s, %(worker_id)s, %(started)s);
+
+-- record_provisioned_vm --
+-- The VM Hostinger created for the job
+SELECT public.record_provisioned_vm(%(job_id)s, %(lease)s, %(worker_id)s, %(virtual_machine_id)s, %(order)s);
+
+-- finish_provisioned_vps --
+-- The VM runs: the VPS is active and the job complete
+SELECT status FROM public.finish_provisioned_vps(%(job_id)s, %(lease)s, %(worker_id)s, %(ip_address)s, %(n8n_instance_url)s);
+
+-- mark_provisioned_vps_error --
+-- The VM failed at Hostinger
+SELECT public.mark_provisioned_vps_error(%(job_id)s, %(lease)s, %(worker_id)s);
+
+-- provisioned_vps_secrets --
+-- The sealed secrets of a job's VPS row (service role)
+SELECT v.id, v.encrypted_ssh_private_key, v.ssh_encryption_iv, v.ssh_encryption_tag, v.ssh_key_version
+FROM public.vps_instances v WHERE v.id = %(instance_id)s;
+
+-- worker_settings --
+-- The registry settings the queue worker reads
+SELECT public.registry_get('queue', 'lease_s') AS lease_s,
+       public.registry_get('queue', 'batch_size') AS batch_size,
+       public.registry_get('hostinger', 'template_id') AS template_id,
+       public.registry_get('hostinger', 'payment_method_id') AS payment_method_id,
+       public.registry_get('hostinger', 'setup_timeout_s') AS setup_timeout_s,
+       public.registry_get('hostinger', 'poll_interval_s') AS poll_interval_s,
+       public.registry_get('hostinger', 'confirm_purchase_s') AS confirm_purchase_s;

@@ -230,7 +230,7 @@ class Endpoint:
             subpath=subpath,
             request_id=request_id,
             database=self.runtime.database,
-            secret=self.runtime.secret,
+            settings=self.runtime.settings,
             note=outcome.note,
         )
         return to_response(await function.handler(call))

@@ -67,6 +67,7 @@ class Database:
         transaction_pooler: bool,
         queries: Mapping[str, str] = QUERIES,
     ) -> None:
+        self.url = url
         self.queries = queries
         kwargs: dict[str, Any] = {"autocommit": True, "row_factory": dict_row}
         if transaction_pooler:
@@ -114,12 +115,13 @@ class Database:
         """Service work (the queue worker, webhooks, the request log) as `service_role`."""
         return self.acting_as("service_role", SERVICE_CLAIMS)
 
-    async def as_owner(self, name: str, params: Params = None) -> None:
+    async def as_owner(self, name: str, params: Params = None) -> list[dict[str, Any]]:
         """One statement, autocommitted, as the connecting role (the schema owner): for
-        narrow SECURITY DEFINER functions that act for nobody in particular, such as the
-        request log. One round trip."""
+        narrow SECURITY DEFINER functions that act for nobody in particular (the request
+        log, the queue worker's claims and reports). One round trip."""
         async with self.pool.connection() as conn:
-            await conn.execute(self.queries[name], _adapt(params))
+            cursor = await conn.execute(self.queries[name], _adapt(params))
+            return await cursor.fetchall() if cursor.description else []
 
     async def ping(self) -> bool:
         async with self.pool.connection() as conn:
