@@ -22,11 +22,13 @@ from support import REPO
 SECRET = "cli-test-secret-" + "z" * 40
 
 
-def aerelion(*args: str, env: dict[str, str], cwd: Path = REPO, timeout: float = 60):
+def aerelion(
+    *args: str, env: dict[str, str], cwd: Path = REPO, timeout: float = 60, inherit: bool = True
+):
     return subprocess.run(
         [sys.executable, "-m", "aerelion.cli", *args],
         cwd=cwd,
-        env={**os.environ, **env},
+        env={**os.environ, **env} if inherit else env,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -151,7 +153,7 @@ def test_make_run_on_the_embedded_database(tmp_path):
 
         # A newcomer's first VPS, end to end, on the local Hostinger stand-in.
         def cli(*args: str) -> str:
-            result = aerelion(*args, env={**env, "AERELION_STATE_DIR": str(state)}, cwd=project)
+            result = aerelion(*args, env=env, cwd=project, inherit=False)
             assert result.returncode == 0, result.stderr
             return result.stdout.strip()
 
