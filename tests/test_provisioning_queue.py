@@ -380,3 +380,18 @@ def test_sigterm_drains_the_running_job_and_takes_no_more(db):
 def test_backoff_is_documented_in_the_readme():
     readme = (REPO / "README.md").read_text()
     assert "60 s, 120 s, 240 s" in readme
+
+
+def test_workers_claim_only_the_actions_they_run(db):
+    user = new_user(db)
+    call(db, "select public.enqueue_provisioning(%s, 'pause_workflows', '{}')", [user])
+    (vps_job,) = enqueue(db, user)
+    claimed = call(
+        db,
+        "select id from public.claim_provisioning_jobs(10, 'w', 300, array['provision_vps'])",
+    )
+    assert [row["id"] for row in claimed] == [vps_job]
+    waiting = db.execute(
+        "select status from public.provisioning_queue where action = 'pause_workflows'"
+    ).fetchall()
+    assert waiting == [{"status": "queued"}]  # no handler yet: it waits, it does not fail

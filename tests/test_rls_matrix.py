@@ -250,6 +250,7 @@ FUNCTION_EXECUTE: dict[str, set[str]] = {
     "enqueue_provisioning(uuid,text,jsonb,uuid,text,integer)": {"service_role"},
     "recover_expired_provisioning_leases()": {"service_role"},
     "claim_provisioning_jobs(integer,text,integer)": {"service_role"},
+    "claim_provisioning_jobs(integer,text,integer,text[])": {"service_role"},
     "renew_provisioning_lease(uuid,integer,text,integer)": {"service_role"},
     "complete_provisioning_job(uuid,integer,text,jsonb)": {"service_role"},
     "fail_provisioning_job(uuid,integer,text,text,boolean)": {"service_role"},

@@ -187,8 +187,8 @@ SELECT id, user_id, action, payload, status, step, attempt_count, max_attempts, 
 FROM public.provisioning_queue WHERE id = %(job_id)s;
 
 -- claim_provisioning_jobs --
--- Claim due jobs for this worker (recovering expired leases first)
-SELECT * FROM public.claim_provisioning_jobs(%(limit)s, %(worker_id)s, %(lease_seconds)s);
+-- Claim due jobs of the actions this worker runs (recovering expired leases first)
+SELECT * FROM public.claim_provisioning_jobs(%(limit)s, %(worker_id)s, %(lease_seconds)s, %(actions)s::text[]);
 
 -- renew_provisioning_lease --
 -- Keep holding a job while working on it

@@ -68,10 +68,16 @@ class JobQueue:
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
 
-    async def claim(self, limit: int) -> list[Claim]:
+    async def claim(self, limit: int, actions: list[str]) -> list[Claim]:
+        """Due jobs of `actions` (a job whose action nobody runs yet waits, visible)."""
         rows = await self.database.as_owner(
             "claim_provisioning_jobs",
-            {"limit": limit, "worker_id": self.worker_id, "lease_seconds": self.lease_seconds},
+            {
+                "limit": limit,
+                "worker_id": self.worker_id,
+                "lease_seconds": self.lease_seconds,
+                "actions": actions,
+            },
         )
         return [Claim.from_row(row) for row in rows]
 

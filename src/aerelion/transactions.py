@@ -52,10 +52,10 @@ class Transaction:
 
 
 def _adapt(params: Params) -> dict[str, Any] | None:
-    """Dicts and lists travel as jsonb."""
+    """Dicts travel as jsonb (lists as arrays)."""
     if params is None:
         return None
-    return {k: Jsonb(v) if isinstance(v, dict | list) else v for k, v in params.items()}
+    return {k: Jsonb(v) if isinstance(v, dict) else v for k, v in params.items()}
 
 
 class Database:

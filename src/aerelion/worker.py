@@ -65,7 +65,7 @@ class Worker:
 
     async def run_once(self, limit: int | None = None) -> list[Outcome]:
         """Claim up to `limit` due jobs and run them; what became of each."""
-        claims = await self.queue.claim(limit or self.concurrency)
+        claims = await self.queue.claim(limit or self.concurrency, list(self.handlers))
         return list(await asyncio.gather(*(self.run_claim(claim) for claim in claims)))
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -78,7 +78,7 @@ class Worker:
                 if free > 0:
                     self._wake.clear()
                     try:
-                        claims = await self.queue.claim(free)
+                        claims = await self.queue.claim(free, list(self.handlers))
                     except (psycopg.OperationalError, OSError) as error:
                         logger.warning("claiming failed: %s", type(error).__name__)
                         claims = []
@@ -126,14 +126,9 @@ class Worker:
                 await asyncio.sleep(min(self.interval, 5.0))
 
     async def run_claim(self, claim: Claim) -> Outcome:
-        handler = self.handlers.get(claim.action)
+        handler = self.handlers[claim.action]  # only handled actions are claimed
         renewal = asyncio.create_task(self._keep_lease(claim))
         try:
-            if handler is None:
-                status = await self.queue.fail(
-                    claim, f"no handler for action {claim.action}", retryable=False
-                )
-                return Outcome(claim.job_id, claim.action, status, "unknown action")
             status = await handler(claim, self.queue)
             return Outcome(claim.job_id, claim.action, status)
         except LostClaim:
