@@ -1,6 +1,6 @@
 """`python -m bench` (`make bench`): run every benchmark."""
 
-from bench import audit_inserts, function_rps, queue
+from bench import audit_inserts, billing, function_rps, queue
 
 print("== function requests/s vs pgbench (same SQL)")
 function_rps.main()
@@ -10,3 +10,6 @@ audit_inserts.main()
 print()
 print("== provisioning queue: enqueue, drain, claim")
 queue.main()
+print()
+print("== Stripe webhooks: verified events applied/s vs pgbench (same SQL)")
+billing.main()

@@ -174,6 +174,15 @@ def test_make_run_on_the_embedded_database(tmp_path):
             time.sleep(1)
         assert job["status"] == "completed", job
         assert job["result"]["ip_address"].startswith("203.0.113.")
+
+        # Checkout answers on the local Stripe stand-in.
+        checkout = httpx.post(
+            f"{base}/functions/v1/create-checkout",
+            json={"priceId": "price_1SzdaCJAQcpzy6vVzFLVYkgd"},
+            headers={"authorization": f"Bearer {token}"},
+        )
+        assert checkout.status_code == 200, checkout.text
+        assert checkout.json()["url"].startswith("http://127.0.0.1:")
     finally:
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=60)

@@ -216,6 +216,31 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "update through_digest": set(),
         "delete": set(),
     },
+    # Billing records: operators read them; only the billing functions write them.
+    "stripe_events": {
+        "select": {"admin", "service"},
+        "insert": set(),  # only receive_stripe_event
+        "update outcome": set(),
+        "delete": set(),
+    },
+    "billing_subscriptions": {
+        "select": {"admin", "service"},
+        "insert": set(),
+        "update status": set(),
+        "delete": set(),
+    },
+    "billing_invoices": {
+        "select": {"admin", "service"},
+        "insert": set(),
+        "update paid_at": set(),
+        "delete": set(),
+    },
+    "billing_reversals": {
+        "select": {"admin", "service"},
+        "insert": set(),
+        "update occurred_at": set(),
+        "delete": set(),
+    },
 }
 
 # Listed before their migration exists: skipped while absent. Any other table in EXPECTED
@@ -263,6 +288,21 @@ FUNCTION_EXECUTE: dict[str, set[str]] = {
     "mark_provisioned_vps_error(uuid,integer,text)": {"service_role"},
     "trigger_queue_processor()": {"service_role"},
     "schedule_queue_processor()": {"service_role"},
+    # billing: clients check out and read their own status; Stripe's events, the success
+    # page's read-back and the grace period are the service's
+    "prepare_tier_checkout(text,text)": {"authenticated"},
+    "prepare_library_checkout(text,uuid)": {"authenticated"},
+    "billing_portal_target()": {"authenticated"},
+    "billing_status()": {"authenticated"},
+    "record_stripe_customer(uuid,text)": {"service_role"},
+    "verify_checkout_session(uuid,jsonb)": {"service_role"},
+    "receive_stripe_event(text,jsonb)": {"service_role"},
+    "apply_one_time_checkout(jsonb,timestamp with time zone,text)": {"service_role"},
+    "apply_subscription_checkout(jsonb,timestamp with time zone)": {"service_role"},
+    "apply_stripe_subscription(jsonb,timestamp with time zone,text,boolean)": {"service_role"},
+    "apply_stripe_invoice(jsonb,timestamp with time zone,boolean)": {"service_role"},
+    "apply_stripe_reversal(jsonb,timestamp with time zone,text)": {"service_role"},
+    "apply_billing_grace()": {"service_role"},
 }
 
 # -- the rows the attempts use -----------------------------------------------------------
@@ -538,6 +578,38 @@ ROWS: dict[str, Rows] = {
         " through_digest, checkpoints_removed, rows_removed, purged_before)"
         " values (100, '200', sha256('b'::bytea), 1, 1, now())",
         update={"through_digest": "sha256('forged'::bytea)"},
+    ),
+    "stripe_events": Rows(
+        key="id",
+        sample="insert into public.stripe_events (endpoint, id, type, created, payload)"
+        " values ('portal', 'evt_matrix', 'invoice.paid', now(), '{}') returning id",
+        insert="insert into public.stripe_events (endpoint, id, type, created, payload)"
+        " values ('library', 'evt_forged', 'checkout.session.completed', now(), '{}')",
+        update={"outcome": "'rewritten'"},
+    ),
+    "billing_subscriptions": Rows(
+        key="id",
+        sample="insert into public.billing_subscriptions (id, user_id, customer_id, status)"
+        " values ('sub_matrix', %(owner)s, 'cus_matrix', 'active') returning id",
+        insert="insert into public.billing_subscriptions (id, user_id, customer_id, status)"
+        " values ('sub_forged', %(actor)s, 'cus_forged', 'active')",
+        update={"status": "'canceled'"},
+    ),
+    "billing_invoices": Rows(
+        key="id",
+        sample="insert into public.billing_invoices (id, customer_id, subscription_id, paid_at)"
+        " values ('in_matrix', 'cus_matrix', 'sub_matrix', now()) returning id",
+        insert="insert into public.billing_invoices (id, customer_id, subscription_id, paid_at)"
+        " values ('in_forged', 'cus_forged', 'sub_forged', now())",
+        update={"paid_at": "null"},
+    ),
+    "billing_reversals": Rows(
+        key="charge_id",
+        sample="insert into public.billing_reversals (charge_id, kind, customer_id, occurred_at)"
+        " values ('ch_matrix', 'refund', 'cus_matrix', now()) returning charge_id",
+        insert="insert into public.billing_reversals (charge_id, kind, customer_id, occurred_at)"
+        " values ('ch_forged', 'dispute', 'cus_forged', now())",
+        update={"occurred_at": "now()"},
     ),
 }
 

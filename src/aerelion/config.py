@@ -147,7 +147,26 @@ class Settings:
             if value and len(value.encode()) < MIN_SECRET_BYTES:
                 found.append(f"{name} must be at least {MIN_SECRET_BYTES} bytes")
         found += origin_problems(self.get("ALLOWED_ORIGINS") or "")
+        found += self.stripe_problems()
         found += vault_problems(self.environ)
+        return found
+
+    def stripe_problems(self) -> list[str]:
+        found = []
+        base = self.get("STRIPE_API_BASE")
+        if base and urlsplit(base).scheme not in ("http", "https"):
+            found.append("STRIPE_API_BASE must be an http(s) URL")
+        secrets = {}
+        for name in ("STRIPE_LIBRARY_WEBHOOK_SECRET", "STRIPE_PORTAL_WEBHOOK_SECRET"):
+            value = self.get(name)
+            if value and not value.startswith("whsec_"):
+                found.append(f"{name} must be a Stripe endpoint signing secret (whsec_...)")
+            secrets[name] = value
+        if len(set(secrets.values())) == 1 and None not in secrets.values():
+            found.append(
+                "STRIPE_LIBRARY_WEBHOOK_SECRET and STRIPE_PORTAL_WEBHOOK_SECRET must differ: "
+                "each webhook endpoint has its own secret"
+            )
         return found
 
     def problems(self) -> list[str]:

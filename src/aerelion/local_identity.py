@@ -88,6 +88,8 @@ LOCAL_SECRETS = {
     "THS_SIGNING_SECRET": _random_secret,
     "HEARTBEAT_SECRET": _random_secret,
     "CRON_SECRET": _random_secret,
+    "STRIPE_LIBRARY_WEBHOOK_SECRET": lambda: "whsec_" + secrets.token_urlsafe(32),
+    "STRIPE_PORTAL_WEBHOOK_SECRET": lambda: "whsec_" + secrets.token_urlsafe(32),
 }
 
 

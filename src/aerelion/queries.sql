@@ -246,3 +246,41 @@ SELECT public.registry_get('queue', 'lease_s') AS lease_s,
        public.registry_get('hostinger', 'setup_timeout_s') AS setup_timeout_s,
        public.registry_get('hostinger', 'poll_interval_s') AS poll_interval_s,
        public.registry_get('hostinger', 'confirm_purchase_s') AS confirm_purchase_s;
+-- == billing ==
+
+-- prepare_tier_checkout --
+-- The caller may check out this tier price: the tier, its mode, the stored customer, the app domain
+SELECT tier, mode, price_id, customer_id, domain
+FROM public.prepare_tier_checkout(%(price_id)s, %(mode)s);
+
+-- prepare_library_checkout --
+-- The caller may buy this catalog item: what it is, its catalog price, the stored customer, the domain
+SELECT item_type, item_id, slug, name, description, price_cents, customer_id, domain
+FROM public.prepare_library_checkout(%(item_type)s, %(item_id)s);
+
+-- record_stripe_customer --
+-- Store the Stripe customer of a user (the first stored one wins and is returned)
+SELECT public.record_stripe_customer(%(user_id)s, %(customer_id)s) AS customer_id;
+
+-- billing_portal_target --
+-- The caller's stored Stripe customer and the app domain
+SELECT customer_id, domain FROM public.billing_portal_target();
+
+-- billing_status --
+-- What the caller holds, from our billing records
+SELECT subscribed, status, tier, mode, product_id, price_id, subscription_end, past_due_since,
+       grace_ends_at, checked_at
+FROM public.billing_status();
+
+-- verify_checkout_session --
+-- Apply a Checkout Session read back from Stripe, if it is the user's (idempotent with the webhook)
+SELECT complete, mode, status, item_type, item_id, tier, amount_cents, outcome
+FROM public.verify_checkout_session(%(user_id)s, %(session)s);
+
+-- receive_stripe_event --
+-- Store a verified Stripe event once for its endpoint and apply it
+SELECT outcome, duplicate FROM public.receive_stripe_event(%(endpoint)s, %(event)s::jsonb);
+
+-- apply_billing_grace --
+-- Pause the live activations of clients unpaid past the grace period
+SELECT public.apply_billing_grace() AS report;

@@ -1,5 +1,6 @@
 """Running the processes: the function server, the queue worker, and `make run`'s whole
-local stack (server + worker + a Hostinger stand-in when no real token is configured)."""
+local stack (server + worker + Hostinger and Stripe stand-ins when no real credentials are
+configured)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import contextlib
 import secrets
 import signal
 import sys
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import uvicorn
@@ -80,30 +82,66 @@ async def run_worker(
         await database.close()
 
 
-@contextlib.contextmanager
-def _hostinger_stand_in(settings: Settings) -> Any:
-    """Without HOSTINGER_API_TOKEN, a loopback Hostinger stand-in and settings pointing at
-    it, so a VPS comes up end to end locally."""
-    if settings.get("HOSTINGER_API_TOKEN"):
-        yield settings
-        return
+@dataclass(frozen=True)
+class StandIn:
+    """An external service `make run` replaces with a loopback stand-in when its credential
+    is not configured: the stand-in is made for a fresh credential, and the settings point
+    the clients at it."""
+
+    name: str
+    credential: str  # the environment variable holding the real credential
+    base_url: str  # the environment variable that points the client elsewhere
+    new_credential: Callable[[], str]
+    make: Callable[[str], Any]  # credential -> a server with start() -> url and stop()
+
+
+def _hostinger(token: str) -> Any:
     from aerelion.standins.hostinger import HostingerStandIn
 
-    token = secrets.token_urlsafe(24)
-    stand_in = HostingerStandIn(token=token, setup_seconds=5.0)
-    base_url = stand_in.start()
-    print(f"Hostinger stand-in: {base_url} (set HOSTINGER_API_TOKEN for the real API)")
-    try:
-        yield replace(
-            settings,
-            environ={
-                **settings.environ,
-                "HOSTINGER_API_BASE": base_url,
-                "HOSTINGER_API_TOKEN": token,
-            },
-        )
-    finally:
-        stand_in.stop()
+    return HostingerStandIn(token=token, setup_seconds=5.0)
+
+
+def _stripe(api_key: str) -> Any:
+    from aerelion.standins.stripe import StripeStandIn
+
+    return StripeStandIn(api_key=api_key)
+
+
+STAND_INS = (
+    StandIn(
+        "Hostinger",
+        "HOSTINGER_API_TOKEN",
+        "HOSTINGER_API_BASE",
+        lambda: secrets.token_urlsafe(24),
+        _hostinger,
+    ),
+    StandIn(
+        "Stripe",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_API_BASE",
+        lambda: "sk_test_" + secrets.token_urlsafe(24),
+        _stripe,
+    ),
+)
+
+
+@contextlib.contextmanager
+def _stand_ins(settings: Settings, stand_ins: tuple[StandIn, ...] = STAND_INS) -> Any:
+    """A loopback stand-in for every service without a configured credential (a VPS comes
+    up end to end, checkout and the billing portal answer), and settings pointing at them."""
+    environ = dict(settings.environ)
+    with contextlib.ExitStack() as running:
+        for stand_in in stand_ins:
+            if settings.get(stand_in.credential):
+                continue
+            credential = stand_in.new_credential()
+            server = stand_in.make(credential)
+            base_url = server.start()
+            running.callback(server.stop)
+            hint = f"set {stand_in.credential} for the real API"
+            print(f"{stand_in.name} stand-in: {base_url} ({hint})")
+            environ.update({stand_in.base_url: base_url, stand_in.credential: credential})
+        yield replace(settings, environ=environ)
 
 
 async def _serve_with_worker(settings: Settings, url: str, host: str, port: int) -> None:
@@ -126,5 +164,5 @@ async def _serve_with_worker(settings: Settings, url: str, host: str, port: int)
 def run_stack(settings: Settings, url: str, host: str, port: int) -> None:
     """`make run`: the functions and the queue worker in one process."""
     _interrupt_on_sigterm()
-    with _hostinger_stand_in(settings) as local:
+    with _stand_ins(settings) as local:
         asyncio.run(_serve_with_worker(local, url, host, port))

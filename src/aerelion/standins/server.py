@@ -1,0 +1,70 @@
+"""Serving a stand-in's ASGI app on 127.0.0.1, on a free port, in a background thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp
+
+START_TIMEOUT = 10.0
+
+
+class LoopbackServer:
+    """`start()` serves `app` and returns its base URL; `stop()` ends it (in-flight
+    requests get a second to finish)."""
+
+    def __init__(self, app: ASGIApp, name: str) -> None:
+        self.app = app
+        self.name = name
+        self.url: str | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def servers(self) -> list[Any]:
+        """The listening asyncio servers (their sockets), while running."""
+        return list(self._server.servers) if self._server is not None else []
+
+    def start(self) -> str:
+        if self._server is not None:
+            raise RuntimeError(f"the {self.name} is already running")
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=0,
+            lifespan="off",
+            log_config=None,
+            log_level=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=1,
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, name=self.name, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                server.should_exit = True
+                raise RuntimeError(f"the {self.name} did not start")
+            time.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        self._server, self._thread = server, thread
+        self.url = f"http://127.0.0.1:{port}"
+        return self.url
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        server.should_exit = True
+        thread.join(timeout=10)
+        self._server = self._thread = None
+        self.url = None
