@@ -1,6 +1,6 @@
 """`python -m bench` (`make bench`): run every benchmark."""
 
-from bench import audit_inserts, billing, function_rps, queue
+from bench import audit_inserts, billing, function_rps, queue, vault_rotation
 
 print("== function requests/s vs pgbench (same SQL)")
 function_rps.main()
@@ -13,3 +13,6 @@ queue.main()
 print()
 print("== Stripe webhooks: verified events applied/s vs pgbench (same SQL)")
 billing.main()
+print()
+print("== credentials: seal+open per core vs bare AES-GCM; key rotation vs a set-based UPDATE")
+vault_rotation.main()

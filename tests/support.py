@@ -96,3 +96,19 @@ def new_user(conn: Any, *, admin: bool = False) -> uuid.UUID:
         conn, f"user-{uuid.uuid4().hex[:10]}@example.com", admin=admin
     )
     return user_id
+
+
+def present_human_signature(conn: Any, user_id: uuid.UUID, purpose: str = "ths") -> None:
+    """Within the current transaction, store a valid human signature of `user_id` and
+    carry its token in `request.headers`, as a request from verify-human-signature's
+    client would (the superuser writes the record the service role normally writes)."""
+    token = f"test-{uuid.uuid4().hex}"
+    conn.execute(
+        "insert into public.human_signatures"
+        " (user_id, jti, purpose, token_hash, veracity_score, expires_at)"
+        " values (%s, %s, %s, sha256(convert_to(%s, 'UTF8')), 90, now() + interval '1 hour')",
+        [user_id, uuid.uuid4().hex, purpose, token],
+    )
+    conn.execute(
+        "select set_config('request.headers', %s, true)", [json.dumps({"x-ths-token": token})]
+    )

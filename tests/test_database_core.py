@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from support import act_as, new_user
+from support import act_as, new_user, present_human_signature
 
 
 @pytest.fixture
@@ -64,6 +64,7 @@ def as_role(conn: psycopg.Connection, role: str, user_id: uuid.UUID | None = Non
 
 def test_each_mode_transition_is_audited_in_the_original_format(db):
     admin = new_user(db, admin=True)
+    present_human_signature(db, admin)  # WAR_ROOM needs one
     started = mark(db)
     for mode in ("SENTINEL", "WAR_ROOM", "STEALTH"):
         with as_role(db, "authenticated", admin):

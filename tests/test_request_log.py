@@ -104,10 +104,12 @@ async def test_a_refused_request_writes_nothing_else(client, users, runtime_data
         assert response.status_code >= 400, response.text
         ids.append(response.headers["x-request-id"])
     after = table_counts(runtime_database)
-    logs = "public.edge_function_logs"
+    logs, limits = "public.edge_function_logs", "public.rate_limits"
     assert after[logs] - before[logs] == len(ids)
-    assert {k: v for k, v in after.items() if k != logs} == {
-        k: v for k, v in before.items() if k != logs
+    # Only the well-formed request whose handler failed counts against Alice's rate limit.
+    assert after[limits] - before[limits] <= 1
+    assert {k: v for k, v in after.items() if k not in (logs, limits)} == {
+        k: v for k, v in before.items() if k not in (logs, limits)
     }
     for request_id in ids:
         log_row(runtime_database, request_id)

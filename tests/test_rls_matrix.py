@@ -241,6 +241,22 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "update occurred_at": set(),
         "delete": set(),
     },
+    # Human signatures: the server records them (record_human_verification), nobody edits
+    # them, and the token's hash stays with the service.
+    "human_signatures": {
+        "select": {"owner", "admin", "service"},
+        "select token_hash": {"service"},
+        "insert": set(),
+        "update expires_at": set(),
+        "delete": set(),
+    },
+    # The catalog of encrypted columns key rotation walks: fixed by migrations.
+    "encrypted_columns": {
+        "select": {"admin", "service"},
+        "insert": set(),
+        "update table_name": set(),
+        "delete": set(),
+    },
 }
 
 # Listed before their migration exists: skipped while absent. Any other table in EXPECTED
@@ -303,6 +319,32 @@ FUNCTION_EXECUTE: dict[str, set[str]] = {
     "apply_stripe_invoice(jsonb,timestamp with time zone,boolean)": {"service_role"},
     "apply_stripe_reversal(jsonb,timestamp with time zone,text)": {"service_role"},
     "apply_billing_grace()": {"service_role"},
+    # human signatures: the server records a pass; callers (and SQL) check their own
+    "record_human_verification(uuid,numeric,jsonb,text,text,bytea,timestamp with time zone)": {
+        "service_role"
+    },
+    "has_human_signature(text)": {"authenticated", "service_role"},
+    # key rotation: the service role, or an admin with a signature (checked inside)
+    "count_encrypted_values(text)": {"authenticated", "service_role"},
+    "encrypted_values_to_rotate(text,integer,uuid,integer)": {"authenticated", "service_role"},
+    "store_rotated_values(text,jsonb)": {"authenticated", "service_role"},
+    "record_key_rotation(jsonb)": {"authenticated", "service_role"},
+    # activation credentials and Connect-Once: owners, admins with a signature, the service
+    "activation_credential_slot(uuid,text)": {"authenticated", "service_role"},
+    "store_activation_credential(uuid,uuid,text,text,text,text,text,integer,jsonb)": {
+        "authenticated",
+        "service_role",
+    },
+    "read_activation_credentials(uuid,uuid)": {"authenticated", "service_role"},
+    "revoke_activation_credential(uuid,text)": {"authenticated", "service_role"},
+    "integration_connection_slot(text)": {"authenticated"},
+    "connect_integration(uuid,text,text,text,text,integer,text[],text)": {"authenticated"},
+    "revoke_integration(text)": {"authenticated"},
+    "activation_readiness(uuid)": {"authenticated", "service_role"},
+    "request_auto_activation(uuid)": {"authenticated", "service_role"},
+    # per-endpoint rate limits: the runtime names the identity
+    "hit_rate_limit(text,text,integer,integer)": {"service_role"},
+    "refund_rate_limit(text,text,integer)": {"service_role"},
 }
 
 # -- the rows the attempts use -----------------------------------------------------------
@@ -610,6 +652,24 @@ ROWS: dict[str, Rows] = {
         insert="insert into public.billing_reversals (charge_id, kind, customer_id, occurred_at)"
         " values ('ch_forged', 'dispute', 'cus_forged', now())",
         update={"occurred_at": "now()"},
+    ),
+    "human_signatures": Rows(
+        key="id",
+        sample="insert into public.human_signatures (user_id, jti, purpose, token_hash,"
+        " veracity_score, expires_at) values (%(owner)s, 'jti-sample-0000000000', 'ths',"
+        " sha256('sample'::bytea), 90, now() + interval '1 hour') returning id",
+        secret_columns=("token_hash",),
+        insert="insert into public.human_signatures (user_id, jti, purpose, token_hash,"
+        " veracity_score, expires_at) values (%(actor)s, 'jti-forged-0000000000', 'ths',"
+        " sha256('forged'::bytea), 99, now() + interval '1 day')",
+        update={"expires_at": "now() + interval '10 years'"},
+    ),
+    "encrypted_columns": Rows(
+        key="name",
+        sample="select name from public.encrypted_columns where name = 'vps_ssh'",
+        insert="insert into public.encrypted_columns values ('forged', 'profiles', 'id',"
+        " 'display_name', 'display_name', 'display_name', 'display_name')",
+        update={"table_name": "'profiles'"},
     ),
 }
 

@@ -57,4 +57,5 @@ function = Function(
     auth="user",
     body=ProvisionRequest,
     summary="Request a VPS (202, then poll provisioning_queue by job_id)",
+    rate_limit=None,  # request_vps_provisioning() enforces its own (registry) limit
 )

@@ -6,6 +6,7 @@
                     `sb_secret_…` key (SUPABASE_SERVICE_ROLE_KEY) in `apikey` or Bearer
     secret:ENV      a shared secret from env ENV as Bearer, or in a named header with
                     `secret:ENV@header-name`; compared in constant time
+    ths             an admin JWT and a valid human signature (`X-THS-Token`), checked in SQL
     signature       the handler verifies a webhook signature itself
     none            anyone
     a | b           either policy
@@ -56,6 +57,10 @@ class AdminCheck(Protocol):
     async def __call__(self, claims: Mapping[str, Any]) -> bool: ...
 
 
+class SignatureCheck(Protocol):
+    async def __call__(self, claims: Mapping[str, Any], headers: Headers) -> bool: ...
+
+
 @dataclass
 class AuthContext:
     """What policies need: the request's headers, the JWT verifier, secrets, and the
@@ -65,6 +70,7 @@ class AuthContext:
     verifier: JwtVerifier
     secret: Callable[[str], str | None]
     is_admin: AdminCheck
+    has_human_signature: SignatureCheck
     # Who the caller turned out to be, even when the policy then refuses them (for the log).
     identified: Principal | None = None
 
@@ -101,6 +107,10 @@ class Policy:
 
     def request_headers(self) -> tuple[str, ...]:
         """Request headers a browser must be allowed to send (CORS)."""
+        return ()
+
+    def secret_headers(self) -> tuple[str, ...]:
+        """Request headers holding a shared secret: they never reach SQL."""
         return ()
 
     def security(self) -> list[dict[str, list[str]]]:
@@ -145,6 +155,30 @@ class AdminPolicy(UserPolicy):
         if not await ctx.is_admin(principal.claims):
             raise ApiError(403, "forbidden", "Admin access required")
         return Principal("user", principal.claims, is_admin=True)
+
+
+class ThsPolicy(AdminPolicy):
+    """An admin who has also passed the human-signature challenge (the database checks
+    the token's record, as the sensitive SQL functions do themselves)."""
+
+    name = "ths"
+
+    async def authenticate(self, ctx: AuthContext) -> Principal:
+        principal = await super().authenticate(ctx)
+        if not await ctx.has_human_signature(principal.claims, ctx.headers):
+            raise ApiError(
+                403,
+                "human_signature_required",
+                "A human signature is required",
+                hint="pass the token from verify-human-signature in X-THS-Token",
+            )
+        return principal
+
+    def request_headers(self) -> tuple[str, ...]:
+        return ("x-ths-token",)
+
+    def security(self) -> list[dict[str, list[str]]]:
+        return [{"userJwt": [], "humanSignature": []}]
 
 
 class ServicePolicy(Policy):
@@ -195,6 +229,9 @@ class SecretPolicy(Policy):
     def request_headers(self) -> tuple[str, ...]:
         return (self.header,) if self.header else ()
 
+    def secret_headers(self) -> tuple[str, ...]:
+        return self.request_headers()
+
     def security(self) -> list[dict[str, list[str]]]:
         return [{security_scheme_name(self): []}]
 
@@ -242,6 +279,9 @@ class AnyOf(Policy):
     def request_headers(self) -> tuple[str, ...]:
         return tuple(h for p in self.policies for h in p.request_headers())
 
+    def secret_headers(self) -> tuple[str, ...]:
+        return tuple(h for p in self.policies for h in p.secret_headers())
+
     def security(self) -> list[dict[str, list[str]]]:
         return [s for p in self.policies for s in p.security()]
 
@@ -250,6 +290,7 @@ _SECRET = re.compile(r"^secret:(?P<env>[A-Z][A-Z0-9_]*)(?:@(?P<header>[a-z0-9-]+
 _SIMPLE: dict[str, Policy] = {
     "user": UserPolicy(),
     "admin": AdminPolicy(),
+    "ths": ThsPolicy(),
     "service": ServicePolicy(),
     "signature": SignaturePolicy(),
     "none": NoPolicy(),
@@ -271,7 +312,7 @@ def _parse_one(spec: str) -> Policy:
     match = _SECRET.match(spec)
     if match is None:
         raise ValueError(
-            f"unknown auth policy {spec!r}: use user, admin, service, secret:ENV[@header], "
+            f"unknown auth policy {spec!r}: use user, admin, ths, service, secret:ENV[@header], "
             "signature or none"
         )
     return SecretPolicy(match["env"], match["header"])

@@ -209,6 +209,16 @@ def _retention(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    with database_url(settings, args.db_url) as url:
+        report = asyncio.run(
+            serving.rotate_keys(settings, url, dry_run=args.dry_run, batch_size=args.batch)
+        )
+    print(json.dumps(report, indent=2, default=str))
+    unreadable = report["unknown_version"] + report["unreadable"]
+    return 1 if unreadable and not args.dry_run else 0
+
+
 def _audit(args: argparse.Namespace, settings: Settings) -> int:
     if args.audit_command == "seal":
         return audit.main_seal(settings, args.db_url)
@@ -339,6 +349,13 @@ def _parser() -> argparse.ArgumentParser:
     purge = with_url(audit_commands.add_parser("purge", help="remove sealed rows older than"))
     purge.add_argument("before", help="cut-off: 90d, 2026-01-31 or an ISO time")
     audit_parser.set_defaults(run=_audit)
+
+    keys = commands.add_parser("keys", help="credential encryption keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    rotate = with_url(keys_commands.add_parser("rotate", help="re-seal with the newest key"))
+    rotate.add_argument("--dry-run", action="store_true", help="count what would change")
+    rotate.add_argument("--batch", type=int, default=500, help="rows per transaction")
+    rotate.set_defaults(run=_keys)
 
     retention = commands.add_parser("retention", help="age out old rows (registry periods)")
     with_url(retention).set_defaults(run=_retention)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import BaseModel
 from starlette.datastructures import Headers, QueryParams
 
-from aerelion.auth import Policy, Principal, parse_policy
+from aerelion.auth import Policy, Principal, SignaturePolicy, parse_policy
 
 if TYPE_CHECKING:
     from aerelion.config import Settings
@@ -31,6 +31,7 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 PRIVATE_HEADERS = frozenset({"authorization", "apikey", "cookie"})
 
 BodyT = TypeVar("BodyT")
+DEFAULT_RATE_LIMIT = (120, 60)
 
 
 @dataclass
@@ -106,6 +107,9 @@ class Function:
     response: type[BaseModel] | None = None
     summary: str = ""
     max_body_bytes: int | None = None
+    # Calls per window (seconds) per caller, counted in SQL before the handler runs; None:
+    # never limited. Webhook receivers (`signature`) are not limited by default.
+    rate_limit: tuple[int, int] | None = DEFAULT_RATE_LIMIT
 
     def __post_init__(self) -> None:
         if not NAME.match(self.name):
@@ -113,7 +117,8 @@ class Function:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise ValueError(f"{self.name}: methods must be among {', '.join(METHODS)}")
-        self.policy  # noqa: B018 - a bad policy fails at declaration, not at the first request
+        if isinstance(self.policy, SignaturePolicy) and self.rate_limit == DEFAULT_RATE_LIMIT:
+            object.__setattr__(self, "rate_limit", None)  # webhook senders are never refused
 
     @cached_property
     def policy(self) -> Policy:
@@ -126,7 +131,7 @@ class Function:
 
     @property
     def private_headers(self) -> frozenset[str]:
-        return frozenset(h.lower() for h in self.policy.request_headers() if h != "apikey")
+        return frozenset(h.lower() for h in self.policy.secret_headers())
 
 
 def load_function(folder: Path) -> Function:

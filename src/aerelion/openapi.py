@@ -57,6 +57,7 @@ def build(functions: list[Function]) -> dict[str, Any]:
         "userJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
         "serviceRoleJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
         "serviceRoleKey": {"type": "apiKey", "in": "header", "name": "apikey"},
+        "humanSignature": {"type": "apiKey", "in": "header", "name": "X-THS-Token"},
     }
     paths: dict[str, Any] = {}
     for function in functions:

@@ -4,6 +4,7 @@ request would, so the same checks and audit rows apply."""
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,11 @@ from aerelion import local_identity
 from aerelion.queries import QUERIES
 
 
+def service_claims() -> dict[str, str]:
+    """The service role, naming the operator at the shell as the actor (`cli:<user>`)."""
+    return {"role": "service_role", "actor": f"cli:{getpass.getuser()}"}
+
+
 @contextmanager
 def acting(conn: psycopg.Connection, as_email: str | None = None) -> Iterator[psycopg.Cursor]:
     """A transaction of its own as `as_email` (a signed-in user) or else as the service
@@ -26,7 +32,7 @@ def acting(conn: psycopg.Connection, as_email: str | None = None) -> Iterator[ps
         raise ValueError("operator commands need a connection outside a transaction")
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
         if as_email is None:
-            role, claims = "service_role", {"role": "service_role"}
+            role, claims = "service_role", service_claims()
         else:
             user_id = local_identity.find_user(conn, as_email)
             if user_id is None:

@@ -246,6 +246,97 @@ SELECT public.registry_get('queue', 'lease_s') AS lease_s,
        public.registry_get('hostinger', 'setup_timeout_s') AS setup_timeout_s,
        public.registry_get('hostinger', 'poll_interval_s') AS poll_interval_s,
        public.registry_get('hostinger', 'confirm_purchase_s') AS confirm_purchase_s;
+
+-- == security: human signatures, credentials, key rotation, rate limits ==
+
+-- record_human_verification --
+-- A passed human-signature challenge and its token's record (service role)
+SELECT public.record_human_verification(
+  %(user_id)s, %(veracity_score)s, %(behavioral_data)s, %(jti)s, %(purpose)s, %(token_hash)s,
+  %(expires_at)s
+);
+
+-- has_human_signature --
+-- Whether the request's X-THS-Token is a valid human signature of the caller
+SELECT public.has_human_signature() AS valid;
+
+-- encrypted_column_sets --
+-- The encrypted column sets key rotation walks
+SELECT name, table_name, ciphertext_column FROM public.encrypted_columns ORDER BY name;
+
+-- count_encrypted_values --
+-- Values of a column set per key version and scheme (a dry run)
+SELECT key_version, scheme, n FROM public.count_encrypted_values(%(name)s);
+
+-- encrypted_values_to_rotate --
+-- The next batch of values not on the newest key and scheme
+SELECT id, ciphertext, iv, tag, key_version
+FROM public.encrypted_values_to_rotate(%(name)s, %(version)s, %(after)s, %(limit)s);
+
+-- store_rotated_values --
+-- Store a batch of re-sealed values where the rows still hold what was read
+SELECT id FROM public.store_rotated_values(%(name)s, %(values)s) AS id;
+
+-- record_key_rotation --
+-- The audit row of a rotation run
+SELECT public.record_key_rotation(%(summary)s);
+
+-- activation_credential_slot --
+-- The row id a credential of the caller's activation will have
+SELECT public.activation_credential_slot(%(request_id)s, %(credential_type)s) AS id;
+
+-- store_activation_credential --
+-- Store a sealed credential of the caller's activation
+SELECT id, credential_type, service_name, status, created_at
+FROM public.store_activation_credential(
+  %(id)s, %(request_id)s, %(credential_type)s, %(service_name)s, %(ciphertext)s, %(iv)s,
+  %(tag)s, %(key_version)s, %(metadata)s
+);
+
+-- read_activation_credentials --
+-- Sealed credentials for an admin with a human signature (audited)
+SELECT * FROM public.read_activation_credentials(%(credential_id)s, %(request_id)s);
+
+-- revoke_activation_credential --
+-- The owner or an admin revokes a credential
+SELECT id, service_name, revoked_at, revoked_by
+FROM public.revoke_activation_credential(%(credential_id)s, %(reason)s);
+
+-- integration_connection_slot --
+-- The row id of the caller's live connection to a provider
+SELECT public.integration_connection_slot(%(provider)s) AS id;
+
+-- connect_integration --
+-- Store the caller's sealed integration credentials
+SELECT id, provider, status, updated_at
+FROM public.connect_integration(
+  %(id)s, %(provider)s, %(ciphertext)s, %(iv)s, %(tag)s, %(key_version)s, %(granted_scopes)s,
+  %(connected_email)s
+);
+
+-- revoke_integration --
+-- Revoke the caller's connections to a provider
+SELECT public.revoke_integration(%(provider)s) AS revoked;
+
+-- integration_status --
+-- The caller's live connections (never ciphertext)
+SELECT provider, status, connected_email, granted_scopes, expires_at, created_at, updated_at
+FROM public.integration_connections
+WHERE user_id = auth.uid() AND status NOT IN ('archived', 'revoked')
+ORDER BY provider;
+
+-- activation_readiness --
+-- Which required providers an activation has connected
+SELECT public.activation_readiness(%(request_id)s) AS readiness;
+
+-- request_auto_activation --
+-- Queue the activation once everything it needs is connected
+SELECT public.request_auto_activation(%(request_id)s) AS job_id;
+
+-- hit_rate_limit --
+-- Count one call of an endpoint for an identity the runtime established (false: over)
+SELECT public.hit_rate_limit(%(identity)s, %(key)s, %(max)s, %(window_seconds)s) AS allowed;
+
 -- == billing ==
 
 -- prepare_tier_checkout --

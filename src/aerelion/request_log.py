@@ -10,6 +10,7 @@ into a failed request.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -19,6 +20,25 @@ import psycopg_pool
 from aerelion.transactions import Database
 
 logger = logging.getLogger("aerelion.request_log")
+
+# A last line of defence: whatever a handler puts in its log note, credentials and
+# personal data never reach the row.
+_SENSITIVE = re.compile(
+    r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"  # JWTs
+    r"|\b(?:sb_secret|sb_publishable|whsec|sk_live|sk_test|rk_live|rk_test)_[A-Za-z0-9_-]+"
+    r"|[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"  # e-mail addresses
+    r"|-----BEGIN [A-Z ]+-----",
+)
+
+
+def redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SENSITIVE.sub("[redacted]", value)
+    if isinstance(value, dict):
+        return {key: redact(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
 
 
 class RequestLog:
@@ -42,12 +62,12 @@ class RequestLog:
                 "record_edge_function_log",
                 {
                     "function_name": function_name,
-                    "message": message,
+                    "message": redact(message),
                     "status_code": status_code,
                     "duration_ms": duration_ms,
                     "user_id": user_id,
                     "ip_address": ip_address,
-                    "details": details,
+                    "details": redact(details),
                     "level": level,
                 },
             )

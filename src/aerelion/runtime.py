@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 import psycopg_pool
 from pydantic import BaseModel
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -119,6 +120,16 @@ class Runtime:
         async with self.database.acting_as("authenticated", claims) as tx:
             return bool(await tx.value("is_admin"))
 
+    async def has_human_signature(self, claims: Mapping[str, Any], headers: Headers) -> bool:
+        """`has_human_signature()` asked as the caller, with the request's X-THS-Token."""
+        token = headers.get("x-ths-token")
+        if not token:
+            return False
+        async with self.database.acting_as(
+            "authenticated", claims, headers={"x-ths-token": token}
+        ) as tx:
+            return bool(await tx.value("has_human_signature"))
+
 
 @dataclass
 class Outcome:
@@ -204,7 +215,11 @@ class Endpoint:
             raise too_large(self.max_body)
 
         auth = AuthContext(
-            headers, self.runtime.verifier, self.runtime.secret, self.runtime.is_admin
+            headers,
+            self.runtime.verifier,
+            self.runtime.secret,
+            self.runtime.is_admin,
+            self.runtime.has_human_signature,
         )
         try:
             principal = await function.policy.authenticate(auth)
@@ -216,6 +231,8 @@ class Endpoint:
             parse_body(function.body, raw, headers.get("content-type")) if function.body else None
         )
         query = parse_query(function.query, request.query_params) if function.query else None
+        if function.rate_limit is not None:  # counted once the request is well formed
+            await self._count_call(function, principal, request)
         path = request.url.path
         subpath = path[len(FUNCTIONS_PREFIX) + len(function.name) :]
         call = Call(
@@ -234,6 +251,36 @@ class Endpoint:
             note=outcome.note,
         )
         return to_response(await function.handler(call))
+
+    async def _count_call(self, function: Function, principal: Principal, request: Request) -> None:
+        """One hit of this endpoint for the caller: the user, the service, or (anonymous
+        and shared-secret callers) the client address; 429 over the limit."""
+        assert function.rate_limit is not None
+        limit, window = function.rate_limit
+        if principal.kind == "user":
+            identity = f"user:{principal.user_id}"
+        elif principal.kind == "service":
+            identity = "service"
+        else:
+            identity = f"ip:{request.client.host if request.client else 'unknown'}"
+        rows = await self.runtime.database.as_owner(
+            "hit_rate_limit",
+            {
+                "identity": identity,
+                "key": f"fn:{function.name}",
+                "max": limit,
+                "window_seconds": window,
+            },
+        )
+        if not rows or not rows[0]["allowed"]:
+            retry_after = window - int(time.time()) % window
+            raise ApiError(
+                429,
+                "rate_limited",
+                "Too many requests",
+                hint=f"retry_after_seconds={retry_after}",
+                headers={"retry-after": str(retry_after)},
+            )
 
     async def _log(
         self,

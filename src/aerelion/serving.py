@@ -15,10 +15,11 @@ from typing import Any
 
 import uvicorn
 
-from aerelion import job_runner
-from aerelion.app import App, create_app
+from aerelion import job_runner, key_rotation, operations
+from aerelion.app import App, ConfigurationError, create_app
 from aerelion.config import Settings
 from aerelion.transactions import Database
+from aerelion.vault import Vault
 from aerelion.worker import Outcome
 
 
@@ -80,6 +81,27 @@ async def run_worker(
         return []
     finally:
         await database.close()
+
+
+async def rotate_keys(
+    settings: Settings, url: str, *, dry_run: bool, batch_size: int
+) -> dict[str, Any]:
+    """`aerelion keys rotate`: as the service role, the operator named as the actor."""
+    vault = Vault.from_environ(settings.environ)
+    if vault is None:
+        raise ConfigurationError("no CREDENTIAL_ENCRYPTION_KEY(S) configured")
+    database = _database(settings, url, 1)
+    await database.open()
+    try:
+        report = await key_rotation.rotate(
+            lambda: database.acting_as("service_role", operations.service_claims()),
+            vault,
+            dry_run=dry_run,
+            batch_size=batch_size,
+        )
+    finally:
+        await database.close()
+    return report.as_dict()
 
 
 @dataclass(frozen=True)
