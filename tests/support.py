@@ -5,12 +5,19 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from aerelion import local_identity
 from aerelion.config import Settings
+
+if TYPE_CHECKING:
+    from aerelion.app import App
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -112,3 +119,27 @@ def present_human_signature(conn: Any, user_id: uuid.UUID, purpose: str = "ths")
     conn.execute(
         "select set_config('request.headers', %s, true)", [json.dumps({"x-ths-token": token})]
     )
+
+
+# -- the app in process ----------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def running_app(database: str, settings: Settings) -> AsyncIterator[App]:
+    """The app with every function, its pool open on `database`."""
+    from aerelion.app import create_app
+
+    app = create_app(settings=settings, database_url=database)
+    await app.runtime.database.open()
+    try:
+        yield app
+    finally:
+        await app.runtime.database.close()
+
+
+@asynccontextmanager
+async def client_of(app: App) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to `app` in process."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        yield client

@@ -16,11 +16,11 @@ import pytest
 from psycopg.rows import dict_row
 
 from aerelion import deploy, job_runner
-from aerelion.app import App, create_app
+from aerelion.app import App
 from aerelion.standins.hostinger import N8N_TEMPLATE_ID, HostingerStandIn
 from aerelion.vault import Context, Sealed, Vault
 from aerelion.worker import Worker
-from support import REPO, RUNTIME_SECRETS, act_as, new_user, settings_for
+from support import REPO, RUNTIME_SECRETS, act_as, client_of, new_user, running_app, settings_for
 
 pytestmark = pytest.mark.anyio
 
@@ -69,16 +69,13 @@ async def app(database, stand_in) -> AsyncIterator[App]:
         HOSTINGER_API_BASE=stand_in.url,
         HOSTINGER_API_TOKEN=TOKEN,
     )
-    app = create_app(settings=settings, database_url=database)
-    await app.runtime.database.open()
-    yield app
-    await app.runtime.database.close()
+    async with running_app(database, settings) as app:
+        yield app
 
 
 @pytest.fixture
 async def client(app) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    async with client_of(app) as client:
         yield client
 
 

@@ -257,6 +257,20 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "update table_name": set(),
         "delete": set(),
     },
+    # VPS operations: the metrics cache and scale requests are written only by their
+    # functions (and the service role).
+    "vps_metrics_cache": {
+        "select": {"admin", "service"},
+        "insert": {"service"},
+        "update vitality": {"service"},
+        "delete": {"service"},
+    },
+    "vps_scale_requests": {
+        "select": {"owner", "admin", "service"},
+        "insert": {"service"},
+        "update message": {"service"},
+        "delete": {"service"},
+    },
 }
 
 # Listed before their migration exists: skipped while absent. Any other table in EXPECTED
@@ -345,6 +359,20 @@ FUNCTION_EXECUTE: dict[str, set[str]] = {
     # per-endpoint rate limits: the runtime names the identity
     "hit_rate_limit(text,text,integer,integer)": {"service_role"},
     "refund_rate_limit(text,text,integer)": {"service_role"},
+    # VPS operations: owners and admins act (checked inside); what Hostinger answered is
+    # stored by the service
+    "begin_vps_metrics(uuid)": {"authenticated", "service_role"},
+    "store_vps_metrics(uuid,uuid,jsonb,integer,integer,integer)": {"service_role"},
+    "release_vps_metrics(uuid,uuid)": {"service_role"},
+    "begin_vps_reboot(uuid)": {"authenticated"},
+    "record_vps_reboot(uuid,bigint)": {"service_role"},
+    "abort_vps_reboot(uuid,uuid,text)": {"service_role"},
+    "finish_vps_reboot(uuid,integer,text,text)": {"service_role"},
+    "request_vps_scale(uuid,text)": {"authenticated"},
+    "resolve_vps_scale_request(uuid,text,text)": {"authenticated"},
+    "view_vps_credentials(uuid)": {"authenticated"},
+    "begin_vps_credential_rotation(uuid)": {"authenticated"},
+    "store_rotated_vps_credentials(uuid,uuid,text,text,text,integer,bigint)": {"service_role"},
 }
 
 # -- the rows the attempts use -----------------------------------------------------------
@@ -670,6 +698,27 @@ ROWS: dict[str, Rows] = {
         insert="insert into public.encrypted_columns values ('forged', 'profiles', 'id',"
         " 'display_name', 'display_name', 'display_name', 'display_name')",
         update={"table_name": "'profiles'"},
+    ),
+    "vps_metrics_cache": Rows(
+        key="instance_id",
+        setup="insert into public.vps_instances (id, user_id)"
+        " values ('00000000-0000-4000-8000-00000000cafe', %(owner)s),"
+        " ('00000000-0000-4000-8000-00000000beef', %(owner)s)",
+        sample="insert into public.vps_metrics_cache (instance_id, vitality)"
+        " values ('00000000-0000-4000-8000-00000000cafe', '{}') returning instance_id",
+        insert="insert into public.vps_metrics_cache (instance_id)"
+        " values ('00000000-0000-4000-8000-00000000beef')",
+        update={"vitality": "'{\"cpu_percent\": 99}'"},
+    ),
+    "vps_scale_requests": Rows(
+        key="id",
+        setup="insert into public.vps_instances (id, user_id)"
+        " values ('00000000-0000-4000-8000-0000000005ca', %(owner)s)",
+        sample="insert into public.vps_scale_requests (instance_id, user_id, message)"
+        " values ('00000000-0000-4000-8000-0000000005ca', %(owner)s, 'more') returning id",
+        insert="insert into public.vps_scale_requests (instance_id, user_id, message)"
+        " values ('00000000-0000-4000-8000-0000000005ca', %(actor)s, 'forged')",
+        update={"message": "'rewritten'"},
     ),
 }
 

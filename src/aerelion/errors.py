@@ -8,12 +8,14 @@ ties the response to its log row.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
 JsonDetails = str | list[Any] | dict[str, Any] | None
+_RETRY_AFTER = re.compile(r"retry_after_seconds=([0-9]{1,6})")
 
 
 @dataclass(eq=False)
@@ -101,10 +103,15 @@ def from_database(error: psycopg.Error, *, authenticated: bool) -> ApiError:
     diag = error.diag
     # Integrity errors describe the offending values; those stay in the database.
     details = None if sqlstate.startswith("23") else diag.message_detail
+    hint = None if sqlstate.startswith("23") else diag.message_hint
+    headers = None
+    if status == 429 and hint and (wait := _RETRY_AFTER.fullmatch(hint)):
+        headers = {"Retry-After": wait.group(1)}  # enforce_rate_limit's hint
     return ApiError(
         status,
         sqlstate,
         diag.message_primary or "The request was refused",
         details,
-        None if sqlstate.startswith("23") else diag.message_hint,
+        hint,
+        headers,
     )

@@ -5,12 +5,13 @@ synchronous, urllib3-based generated code, while the provisioning worker runs on
 loop and needs to tell "refused" from "may have happened" on every call, which the
 generated exceptions do not say.
 
-Only what provisioning needs is covered (paths and shapes from the official OpenAPI
-description, version 1.42.5):
+Only what provisioning and the client's VPS operations need is covered (paths and shapes
+from the official OpenAPI description, version 1.42.5):
 
 * GET requests are retried (up to `get_retries` times) on retryable errors, with jittered
   exponential backoff, waiting at least as long as a `Retry-After` header asks.
-* POST requests (purchase, setup, restart) are never retried here. When one fails in a way
+* POST, PUT and DELETE requests (purchase, setup, restart, keys, password) are never
+  retried here. When one fails in a way
   that leaves its effect unknown (a timeout after sending, a connection dropped mid-reply,
   a 5xx), the error says so with `outcome_unknown`, and the caller must look
   (`find_by_hostname`) before trying again: a second purchase is a second bill.
@@ -95,6 +96,9 @@ class VirtualMachine:
     data_center_id: int | None
     ipv4: list[str]
     actions_lock: str | None
+    cpus: int | None = None
+    memory_mb: int | None = None
+    disk_mb: int | None = None
 
     @classmethod
     def from_api(cls, data: dict) -> VirtualMachine:
@@ -115,7 +119,17 @@ class VirtualMachine:
             data_center_id=int(data_center) if data_center is not None else None,
             ipv4=addresses,
             actions_lock=data.get("actions_lock"),
+            cpus=_positive_int(data.get("cpus")),
+            memory_mb=_positive_int(data.get("memory")),
+            disk_mb=_positive_int(data.get("disk")),
         )
+
+
+def _positive_int(value: Any) -> int | None:
+    """The API's sizes (`memory` and `disk` in MB); None when absent or nonsense."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    return int(value)
 
 
 def _is_loopback(host: str) -> bool:
@@ -288,6 +302,38 @@ class HostingerClient:
         if not isinstance(data, dict):
             raise self._bad_reply("GET", op, "expected an action object")
         return data
+
+    async def set_root_password(self, vm_id: int, password: str) -> dict:
+        """Set the VM's root password (12+ characters); returns the ActionResource."""
+        op = "set root password"
+        path = f"{VPS}/virtual-machines/{int(vm_id)}/root-password"
+        data = await self._request("PUT", path, json={"password": password}, op=op)
+        if not isinstance(data, dict):
+            raise self._bad_reply("PUT", op, "expected an action object")
+        return data
+
+    async def create_public_key(self, name: str, key: str) -> int:
+        """Register an SSH public key with the account; returns its id."""
+        op = "create public key"
+        data = await self._request(
+            "POST", f"{VPS}/public-keys", json={"name": name, "key": key}, op=op
+        )
+        if not isinstance(data, dict) or not isinstance(data.get("id"), int):
+            raise self._bad_reply("POST", op, "expected a public key with an id")
+        return data["id"]
+
+    async def attach_public_keys(self, vm_id: int, key_ids: list[int]) -> dict:
+        """Attach registered keys to a VM; returns the ActionResource."""
+        op = "attach public keys"
+        path = f"{VPS}/public-keys/attach/{int(vm_id)}"
+        data = await self._request("POST", path, json={"ids": list(key_ids)}, op=op)
+        if not isinstance(data, dict):
+            raise self._bad_reply("POST", op, "expected an action object")
+        return data
+
+    async def delete_public_key(self, key_id: int) -> None:
+        """Remove a key from the account (the API leaves it on VMs it was attached to)."""
+        await self._request("DELETE", f"{VPS}/public-keys/{int(key_id)}", op="delete public key")
 
     # -- reference data ----------------------------------------------------------------
 

@@ -3,41 +3,21 @@ and the vault — for `aerelion worker`, the `queue-processor` function and `mak
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from aerelion.config import Settings
-from aerelion.hostinger import HostingerClient
-from aerelion.provisioning import ClientFactory, VpsProvisioner
+from aerelion.hostinger_access import hostinger_factory
+from aerelion.provisioning import VpsProvisioner
 from aerelion.queue import JobQueue
-from aerelion.registry import registry_value
+from aerelion.reboot_watch import RebootWatcher
 from aerelion.transactions import Database
 from aerelion.vault import Vault
 from aerelion.worker import Handler, Worker, default_worker_id
 
 
-def hostinger_factory(settings: Settings, database: Database) -> ClientFactory | None:
-    """Clients for the API at `hostinger/api_base` (HOSTINGER_API_BASE wins), or None when
-    no HOSTINGER_API_TOKEN is configured."""
-    token = settings.get("HOSTINGER_API_TOKEN")
-    if token is None:
-        return None
-
-    @asynccontextmanager
-    async def connect() -> AsyncIterator[HostingerClient]:
-        async with database.as_service() as tx:
-            base_url = await registry_value(tx, settings, "hostinger", "api_base")
-        async with HostingerClient(base_url, token) as client:
-            yield client
-
-    return connect
-
-
 def handlers(settings: Settings, database: Database) -> dict[str, Handler]:
+    hostinger = hostinger_factory(settings, database)
     return {
-        "provision_vps": VpsProvisioner(
-            database, Vault.from_environ(settings.environ), hostinger_factory(settings, database)
-        ),
+        "provision_vps": VpsProvisioner(database, Vault.from_environ(settings.environ), hostinger),
+        "watch_reboot": RebootWatcher(hostinger),
     }
 
 

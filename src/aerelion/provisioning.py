@@ -14,8 +14,6 @@ from __future__ import annotations
 import secrets
 import string
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from aerelion.hostinger import HostingerClient, HostingerError
+from aerelion.hostinger_access import ClientFactory
 from aerelion.queue import Claim, JobQueue
 from aerelion.transactions import Database
 from aerelion.vault import Context, Sealed, Vault
@@ -82,9 +81,6 @@ class ProvisioningConfig:
             poll_interval_s=number("poll_interval_s", 15),
             confirm_purchase_s=number("confirm_purchase_s", 900),
         )
-
-
-ClientFactory = Callable[[], AbstractAsyncContextManager[HostingerClient]]
 
 
 class VpsProvisioner:

@@ -375,3 +375,78 @@ SELECT outcome, duplicate FROM public.receive_stripe_event(%(endpoint)s, %(event
 -- apply_billing_grace --
 -- Pause the live activations of clients unpaid past the grace period
 SELECT public.apply_billing_grace() AS report;
+
+-- == vps operations: list, metrics, reboot, scale requests, credentials ==
+
+-- list_vps_instances --
+-- The caller's servers, newest first (never a ciphertext column)
+SELECT id, virtual_machine_id, status, ip_address, hostname, plan, region, ssh_key_label,
+       n8n_instance_url, credentials_viewed_at, credentials_rotated_at, agents_deployed,
+       activation_request_id, notes, cpus, memory_mb, disk_mb, rebooting_since, created_at,
+       updated_at
+FROM public.vps_instances
+WHERE user_id = auth.uid()
+ORDER BY created_at DESC;
+
+-- begin_vps_metrics --
+-- The caller's instance's cached metrics, or the lease to fetch them
+SELECT instance_id, virtual_machine_id, status, cpus, memory_mb, disk_mb, state, vitality,
+       sampled_at, refresh_token
+FROM public.begin_vps_metrics(%(instance_id)s);
+
+-- store_vps_metrics --
+-- Store metrics fetched under a lease (and the VM's size)
+SELECT public.store_vps_metrics(
+  %(instance_id)s, %(refresh_token)s, %(vitality)s, %(cpus)s, %(memory_mb)s, %(disk_mb)s
+) AS stored;
+
+-- release_vps_metrics --
+-- Give up a metrics lease after a failed fetch
+SELECT public.release_vps_metrics(%(instance_id)s, %(refresh_token)s);
+
+-- begin_vps_reboot --
+-- Check and mark a reboot of the caller's instance
+SELECT instance_id, virtual_machine_id FROM public.begin_vps_reboot(%(instance_id)s);
+
+-- record_vps_reboot --
+-- Keep Hostinger's restart action and queue the watch
+SELECT public.record_vps_reboot(%(instance_id)s, %(action_id)s) AS job_id;
+
+-- abort_vps_reboot --
+-- Hostinger did not restart: back to active, the attempt not counted
+SELECT public.abort_vps_reboot(%(instance_id)s, %(user_id)s, %(error)s);
+
+-- finish_vps_reboot --
+-- The restart settled: the instance takes the VM's state and the watch completes
+SELECT status FROM public.finish_vps_reboot(
+  %(job_id)s, %(lease)s, %(worker_id)s, %(vm_state)s
+);
+
+-- request_vps_scale --
+-- Record a scale request and raise it to the admins
+SELECT id, instance_id, status, message, created_at
+FROM public.request_vps_scale(%(instance_id)s, %(message)s);
+
+-- resolve_vps_scale_request --
+-- An admin resolves or declines a scale request
+SELECT id, instance_id, status, resolution_note, resolved_by, resolved_at
+FROM public.resolve_vps_scale_request(%(request_id)s, %(status)s, %(note)s);
+
+-- view_vps_credentials --
+-- A view of an instance's credentials (one-time for the owner; audited)
+SELECT instance_id, ip_address, hostname, n8n_instance_url, first_view, admin_read, viewed_at,
+       ssh_ciphertext, ssh_iv, ssh_tag, ssh_key_version,
+       n8n_ciphertext, n8n_iv, n8n_tag, n8n_key_version
+FROM public.view_vps_credentials(%(instance_id)s);
+
+-- begin_vps_credential_rotation --
+-- The owner may rotate this instance's credentials now
+SELECT instance_id, virtual_machine_id, hostname, previous_public_key_id
+FROM public.begin_vps_credential_rotation(%(instance_id)s);
+
+-- store_rotated_vps_credentials --
+-- Store rotated, sealed credentials and re-open one view
+SELECT public.store_rotated_vps_credentials(
+  %(instance_id)s, %(user_id)s, %(ciphertext)s, %(iv)s, %(tag)s, %(key_version)s,
+  %(public_key_id)s
+) AS rotated_at;

@@ -11,7 +11,9 @@ choice, marked as such.
 VM life cycle: a purchase creates a completed order and a VM in state `creating`
 (`actions_lock: locked`) that becomes `running` with an IPv4 address from 203.0.113.0/24
 after `setup_seconds`. A restart goes `stopping` -> `starting` -> `running` over about
-the same time. States advance lazily, whenever they are read.
+the same time. States advance lazily, whenever they are read. SSH public keys are
+registered with the account, attached to VMs and deleted; a root password change is an
+action that succeeds at once (the password itself is kept nowhere).
 
 Faults for tests (each consumed once unless noted): `fail_next`, `delay_next`,
 `lose_next_purchase_reply`, `drop_next_purchase`, `stuck_creating` (a switch),
@@ -42,13 +44,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+
+from aerelion.standins.server import LoopbackServer
 
 __all__ = [
     "DEFAULT_CATALOG",
@@ -371,6 +374,8 @@ class _VM:
     ns1: str | None = None
     ns2: str | None = None
     ipv4: list[dict[str, Any]] | None = None
+    public_key_ids: set[int] = field(default_factory=set)
+    password_changes: int = 0
     # Scheduled transitions: (monotonic moment, state), applied in order when due.
     phases: list[tuple[float, str]] = field(default_factory=list)
 
@@ -524,6 +529,8 @@ class HostingerStandIn:
         self._order_ids = itertools.count(2_957_086)
         self._action_ids = itertools.count(8_123_712)
         self._ip_ids = itertools.count(52_347)
+        self._key_ids = itertools.count(325)
+        self.public_keys: dict[int, dict[str, Any]] = {}
         self._next_host = 10
         self._faults: list[_Fault] = []
         self._delays: list[tuple[str, float]] = []
@@ -532,11 +539,10 @@ class HostingerStandIn:
         self._leave_initial = False
         self._error_setup = False
 
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.url: str | None = None
         self.app = self._build_app()
+        self._server = LoopbackServer(self.app, "hostinger-standin")
 
     def __repr__(self) -> str:
         return f"HostingerStandIn(url={self.url!r}, vms={len(self._vms)})"
@@ -555,8 +561,9 @@ class HostingerStandIn:
         """Answer the next `times` matching requests with `status` (and `Retry-After`).
 
         The key is an operation (`purchase`, `list`, `get`, `setup`, `restart`, `metrics`,
-        `actions`, `action`, `data_centers`, `templates`, `catalog`, `payment_methods`, or
-        the spec's operationId), a path prefix (`/api/vps/v1/...`), or `METHOD /prefix`.
+        `actions`, `action`, `root_password`, `create_key`, `attach_keys`, `delete_key`,
+        `data_centers`, `templates`, `catalog`, `payment_methods`, or the spec's
+        operationId), a path prefix (`/api/vps/v1/...`), or `METHOD /prefix`.
         With `carry_out` the request is carried out first and only its reply is replaced.
         """
         with self._lock:
@@ -600,6 +607,7 @@ class HostingerStandIn:
             self.stuck_creating = False
             self._vms.clear()
             self._actions.clear()
+            self.public_keys.clear()
             self._faults.clear()
             self._delays.clear()
             self._lose_purchase_reply = None
@@ -629,46 +637,24 @@ class HostingerStandIn:
 
     def start(self) -> str:
         """Serve on 127.0.0.1 on a free port in a background thread; returns the base URL."""
-        if self._server is not None:
+        if self._server.running:
             raise RuntimeError("the stand-in is already running")
         error_logger = logging.getLogger("uvicorn.error")
         if _QUIET_DROPS not in error_logger.filters:
             error_logger.addFilter(_QUIET_DROPS)
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=0,
-            lifespan="off",
-            log_config=None,
-            log_level=None,
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=1,
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, name="hostinger-standin", daemon=True)
         self._stopping.clear()
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                server.should_exit = True
-                raise RuntimeError("the Hostinger stand-in did not start")
-            time.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        self._server, self._thread = server, thread
-        self.url = f"http://127.0.0.1:{port}"
+        try:
+            self.url = self._server.start()
+        except RuntimeError:
+            raise RuntimeError("the Hostinger stand-in did not start") from None
         return self.url
 
     def stop(self) -> None:
         """Stop serving (in-flight requests get a second to finish)."""
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
+        if not self._server.running:
             return
         self._stopping.set()
-        server.should_exit = True
-        thread.join(timeout=10)
-        self._server = self._thread = None
+        self._server.stop()
         self.url = None
 
     def __enter__(self) -> Self:
@@ -694,6 +680,19 @@ class HostingerStandIn:
             self._route("restart", "POST", VM_PATH + "/restart", self._restart),
             self._route("metrics", "GET", VM_PATH + "/metrics", self._metrics),
             self._route("actions", "GET", VM_PATH + "/actions", self._list_actions),
+            self._route(
+                "root_password", "PUT", VM_PATH + "/root-password", self._set_root_password
+            ),
+            self._route("create_key", "POST", VPS + "/public-keys", self._create_key),
+            self._route(
+                "attach_keys",
+                "POST",
+                VPS + "/public-keys/attach/{virtualMachineId}",
+                self._attach_keys,
+            ),
+            self._route(
+                "delete_key", "DELETE", VPS + "/public-keys/{publicKeyId}", self._delete_key
+            ),
             self._route("action", "GET", VM_PATH + "/actions/{actionId}", self._get_action),
             self._route("data_centers", "GET", VPS + "/data-centers", self._data_centers),
             self._route("templates", "GET", VPS + "/templates", self._templates),
@@ -711,8 +710,10 @@ class HostingerStandIn:
 
     def _route(self, op: str, method: str, template: str, handler: Handler) -> Route:
         operation_id = SPEC["paths"][template][method.lower()]["operationId"]
-        path = template.replace("{virtualMachineId}", "{vm_id:int}").replace(
-            "{actionId}", "{action_id:int}"
+        path = (
+            template.replace("{virtualMachineId}", "{vm_id:int}")
+            .replace("{actionId}", "{action_id:int}")
+            .replace("{publicKeyId}", "{key_id:int}")
         )
 
         async def endpoint(request: Request) -> Response:
@@ -1054,6 +1055,62 @@ class HostingerStandIn:
             if action is None or action.vm_id != request.path_params["vm_id"]:
                 return _error(404, "Action not found")
             return JSONResponse(self._action_resource(action))
+
+    def _instant_action(self, vm: _VM, name: str) -> dict[str, Any]:
+        """An action that is done as soon as it is created (callers hold the lock)."""
+        action = _Action(next(self._action_ids), vm.id, name, _now(), time.monotonic(), 0.0)
+        self._actions[action.id] = action
+        return self._action_resource(action)
+
+    def _unlocked_vm(self, vm_id: int) -> _VM | Response:
+        """The VM, or the error reply for an unknown or busy one (callers hold the lock)."""
+        vm = self._find_vm(vm_id)
+        if vm is None:
+            return _error(404, "Virtual machine not found")
+        if vm.phases:
+            return _error(422, "Virtual machine is locked by another action")
+        return vm
+
+    async def _set_root_password(self, request: Request, body: Any) -> Response:
+        errors = schema_errors("VPS.V1.VirtualMachine.RootPasswordUpdateRequest", body)
+        with self._lock:
+            vm = self._unlocked_vm(request.path_params["vm_id"])
+            if isinstance(vm, Response):
+                return vm
+            if errors:
+                return _unprocessable(errors)
+            vm.password_changes += 1
+            return JSONResponse(self._instant_action(vm, "set_root_password"))
+
+    async def _create_key(self, request: Request, body: Any) -> Response:
+        errors = schema_errors("VPS.V1.PublicKey.StoreRequest", body)
+        if errors:
+            return _unprocessable(errors)
+        with self._lock:
+            key = {"id": next(self._key_ids), "name": body["name"], "key": body["key"]}
+            self.public_keys[key["id"]] = key
+            return JSONResponse(dict(key))
+
+    async def _attach_keys(self, request: Request, body: Any) -> Response:
+        errors = schema_errors("VPS.V1.PublicKey.AttachRequest", body)
+        with self._lock:
+            vm = self._unlocked_vm(request.path_params["vm_id"])
+            if isinstance(vm, Response):
+                return vm
+            if not errors:  # plausible: unknown ids are refused like other references
+                for index, key_id in enumerate(body["ids"]):
+                    if key_id not in self.public_keys:
+                        errors[f"ids.{index}"] = [f"The selected ids.{index} is invalid."]
+            if errors:
+                return _unprocessable(errors)
+            vm.public_key_ids.update(body["ids"])
+            return JSONResponse(self._instant_action(vm, "attach_public_key"))
+
+    async def _delete_key(self, request: Request, body: Any) -> Response:
+        with self._lock:
+            if self.public_keys.pop(request.path_params["key_id"], None) is None:
+                return _error(404, "Public key not found")
+        return JSONResponse({"message": "Request accepted"})
 
     async def _data_centers(self, request: Request, body: Any) -> Response:
         return JSONResponse(self.data_centers)
