@@ -6,13 +6,17 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 SUPABASE_CLI := node_modules/.bin/supabase
 
-.PHONY: run test bench lint format db-push install tools clean
+.PHONY: run test test-security bench lint format db-push install tools clean
 
 run: $(INSTALLED)
 	$(BIN)/aerelion run
 
 test: $(INSTALLED) $(SUPABASE_CLI)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The security suite alone (tests marked `security`), as a reviewer runs it.
+test-security: $(INSTALLED) $(SUPABASE_CLI)
+	$(BIN)/pytest -m security $(PYTEST_ARGS)
 
 bench: $(INSTALLED)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) \

@@ -20,7 +20,7 @@ from aerelion.functions import load_functions
 from aerelion.queries import QUERIES, parse
 from support import RUNTIME_SECRETS, SERVICE_KEY, TEST_FUNCTIONS, runtime_settings
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.security]
 
 
 def bearer(token: str) -> dict[str, str]:

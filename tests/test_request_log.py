@@ -9,7 +9,7 @@ from psycopg.rows import dict_row
 
 from support import RUNTIME_SECRETS, SERVICE_KEY
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.security]
 
 
 def log_row(url: str, request_id: str) -> dict:

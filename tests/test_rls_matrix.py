@@ -26,6 +26,8 @@ import pytest
 from aerelion import deploy
 from support import settings_for
 
+pytestmark = pytest.mark.security
+
 ACTORS = ("anon", "owner", "other", "admin", "service")
 
 # -- who may do what ---------------------------------------------------------------------

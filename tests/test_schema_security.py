@@ -5,6 +5,8 @@ call which function, table by table access: test_rls_matrix.py.)"""
 import psycopg
 import pytest
 
+pytestmark = pytest.mark.security
+
 
 @pytest.fixture(scope="module")
 def catalog(migrated_database):

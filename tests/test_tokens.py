@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from aerelion.tokens import InvalidToken, Token, TokenSigner
 
+pytestmark = pytest.mark.security
+
 SECRET = b"k" * 64  # long enough for the HS512 forgeries below to raise no warning
 OTHER = b"o" * 32
 NEWER = b"n" * 40

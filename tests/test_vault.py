@@ -20,6 +20,8 @@ from aerelion.vault import (
     vault_problems,
 )
 
+pytestmark = pytest.mark.security
+
 KEY1 = bytes(range(32))
 KEY2 = bytes(range(100, 132))
 HERE = Context("connections", "secret", "4f1c2a9e-0000-4000-8000-000000000001")

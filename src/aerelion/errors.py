@@ -94,6 +94,9 @@ def status_for_sqlstate(sqlstate: str, *, authenticated: bool) -> int:
 
 def from_database(error: psycopg.Error, *, authenticated: bool) -> ApiError:
     """A database error as the API reports it."""
+    if error.sqlstate is None and isinstance(error, psycopg.DataError):
+        # psycopg refused a value before sending it (text holding NUL): the input's fault.
+        return ApiError(400, "22021", "A value cannot be stored: text may not contain NUL")
     sqlstate = error.sqlstate or "XX000"
     status = status_for_sqlstate(sqlstate, authenticated=authenticated)
     if status == 503:

@@ -56,6 +56,26 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def _holds_nul(document: Any) -> bool:
+    """Whether a string (or key) anywhere in `document` holds U+0000, which PostgreSQL text
+    cannot store (psycopg refuses it with no SQLSTATE: a server error, were it let through)."""
+    pending = [document]
+    while pending:  # iterative: documents may nest as deep as the JSON parser allows
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+NUL_PROBLEM = [{"field": "(text)", "problem": "Text may not contain NUL (U+0000) characters"}]
+
+
 def parse_body(model: type[M], raw: bytes, content_type: str | None) -> M:
     """The body as `model`; an empty body is `{}`."""
     if raw.strip():
@@ -67,9 +87,11 @@ def parse_body(model: type[M], raw: bytes, content_type: str | None) -> M:
     try:
         # Strict JSON first (no NaN/Infinity, valid UTF-8); then the model reads the same
         # text in JSON mode, where strings may become UUIDs and datetimes.
-        json.loads(raw, parse_constant=_refuse_constant)
-    except ValueError:
+        document = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         raise bad_request("invalid_json", "The request body is not valid JSON") from None
+    if _holds_nul(document):
+        raise bad_request("invalid_request", "The request body is invalid", NUL_PROBLEM)
     try:
         return model.model_validate_json(raw)
     except ValidationError as error:
@@ -80,6 +102,8 @@ def parse_body(model: type[M], raw: bytes, content_type: str | None) -> M:
 
 def parse_query(model: type[M], params: Mapping[str, Any]) -> M:
     """Query parameters as `model`; text is converted to the declared types."""
+    if _holds_nul(dict(params)):
+        raise bad_request("invalid_request", "The query parameters are invalid", NUL_PROBLEM)
     try:
         return model.model_validate(dict(params), strict=False)
     except ValidationError as error:
