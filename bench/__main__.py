@@ -1,6 +1,6 @@
 """`python -m bench` (`make bench`): run every benchmark."""
 
-from bench import audit_inserts, billing, function_rps, queue, vault_rotation
+from bench import audit_inserts, billing, command_center, function_rps, queue, vault_rotation
 
 print("== function requests/s vs pgbench (same SQL)")
 function_rps.main()
@@ -16,3 +16,6 @@ billing.main()
 print()
 print("== credentials: seal+open per core vs bare AES-GCM; key rotation vs a set-based UPDATE")
 vault_rotation.main()
+print()
+print("== command center: the live log page at 1,000 vs 1,000,000 rows; heartbeats/s")
+command_center.main()

@@ -273,6 +273,13 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "update message": {"service"},
         "delete": {"service"},
     },
+    # Stream tickets of the live log: only their SQL functions touch them.
+    "log_stream_tickets": {
+        "select": {"service"},
+        "insert": {"service"},
+        "update used_at": {"service"},
+        "delete": {"service"},
+    },
 }
 
 # Listed before their migration exists: skipped while absent. Any other table in EXPECTED
@@ -375,6 +382,19 @@ FUNCTION_EXECUTE: dict[str, set[str]] = {
     "view_vps_credentials(uuid)": {"authenticated"},
     "begin_vps_credential_rotation(uuid)": {"authenticated"},
     "store_rotated_vps_credentials(uuid,uuid,text,text,text,integer,bigint)": {"service_role"},
+    # the command center: operators read (checked inside), agents' workflows report in
+    "record_agent_heartbeat(text,text,text,jsonb)": {"service_role"},
+    "record_manual_pulse(text,text,jsonb)": {"authenticated"},
+    "agent_states()": {"authenticated", "service_role"},
+    "provenance_log(bigint,bigint,integer,text,text,text,timestamp with time zone)": {
+        "authenticated",
+        "service_role",
+    },
+    "provenance_summary()": {"authenticated", "service_role"},
+    "issue_log_stream_ticket(bytea)": {"authenticated"},
+    "redeem_log_stream_ticket(bytea)": {"service_role"},
+    "system_status()": {"authenticated", "service_role"},
+    "aar_telemetry(integer)": {"authenticated", "service_role"},
 }
 
 # -- the rows the attempts use -----------------------------------------------------------
@@ -721,6 +741,15 @@ ROWS: dict[str, Rows] = {
         insert="insert into public.vps_scale_requests (instance_id, user_id, message)"
         " values ('00000000-0000-4000-8000-0000000005ca', %(actor)s, 'forged')",
         update={"message": "'rewritten'"},
+    ),
+    "log_stream_tickets": Rows(
+        key="token_hash",
+        sample="insert into public.log_stream_tickets (token_hash, user_id, expires_at)"
+        " values (sha256('sample'::bytea), %(admin)s, now() + interval '1 minute')"
+        " returning token_hash",
+        insert="insert into public.log_stream_tickets (token_hash, user_id, expires_at)"
+        " values (sha256('forged'::bytea), %(actor)s, now() + interval '1 day')",
+        update={"used_at": "now()"},
     ),
 }
 

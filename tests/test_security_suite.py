@@ -103,7 +103,14 @@ STORED_FIELDS = {
     ("hostinger-provision", "notes"),  # vps-orchestrator `list`, provisioning-jobs
     ("hostinger-provision", "idempotency_key"),  # provisioning-jobs
     ("vps-orchestrator", "message"),  # the scale request in the answer
+    ("agent-heartbeat", "metadata"),  # the heartbeat in the answer
+    ("nexus-pulse", "telemetry"),  # the pulse's metadata in the answer
 }
+# Fields whose text is, by design, the request's log message (the provenance trail shows
+# an agent's heartbeat message, as the original did): a canary of their own, allowed in log
+# rows and answers alike.
+LOGGED_CANARY = f"Logged-Canary-{RUN}"
+LOGGED_FIELDS = {("agent-heartbeat", "message")}
 LOGGED_NEVER = (*CANARIES, STORED_CANARY)
 CANARY_HEADERS = {
     "x-api-key": KEY_CANARY,
@@ -847,12 +854,20 @@ def _orchestrator(w: World) -> list[Attempt]:
     ]
 
 
+def _admins_only(body: dict[str, Any]) -> Callable[[World], list[Attempt]]:
+    """A command-center endpoint: B, a user, is no admin."""
+    return lambda w: [Attempt("B acts as an operator", body, expect=frozenset({403}))]
+
+
 def _verify_purchase(w: World) -> list[Attempt]:
     return [Attempt("claim A's paid checkout session", {"session_id": w.alice_ids["session"]})]
 
 
 # Every function in `functions/` needs an entry: how B names A's resources there.
 CROSS_TENANT: dict[str, Callable[[World], list[Attempt]]] = {
+    "agent-heartbeat": _service_only,
+    "generate-aar": _admins_only({"window_hours": 24}),
+    "nexus-pulse": _admins_only({"agent_id": "AG-01"}),
     "billing-portal-session": _portal,
     "check-subscription": _subscription,
     "connect-integration": _connect,
@@ -1089,6 +1104,18 @@ SQL_CALLS: dict[str, Callable[[World], list[SqlCall]]] = {
     ),
     "store_rotated_values(text,jsonb)": lambda w: _calls(("activation_credentials", _rotated(w))),
     "view_vps_credentials(uuid)": lambda w: _calls((w.alice_ids["vps"],)),
+    # the command center: operators only
+    "aar_telemetry(integer)": lambda w: _calls((24,)),
+    "agent_states()": lambda w: _calls(()),
+    "issue_log_stream_ticket(bytea)": lambda w: _calls((bytes(32),)),
+    "provenance_log(bigint,bigint,integer,text,text,text,timestamp with time zone)": (
+        lambda w: _calls(
+            (None, None, 100, None, None, None, None), (None, 0, 100, "error", None, None, None)
+        )
+    ),
+    "provenance_summary()": lambda w: _calls(()),
+    "record_manual_pulse(text,text,jsonb)": lambda w: _calls(("AG-01", "NOMINAL", "{}")),
+    "system_status()": lambda w: _calls(()),
 }
 
 # SQL functions `anon` may execute, each on purpose (none today: everything anonymous goes
@@ -1263,6 +1290,8 @@ class Values:
 
     def canaries(self, field_name: str) -> tuple[str, ...]:
         """The canaries for a field of this function's body."""
+        if (self.name, field_name) in LOGGED_FIELDS:
+            return (LOGGED_CANARY,)
         return (STORED_CANARY,) if (self.name, field_name) in STORED_FIELDS else CANARIES
 
     # deterministic --------------------------------------------------------------------

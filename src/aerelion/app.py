@@ -1,5 +1,6 @@
-"""The ASGI app: every function at `/functions/v1/<name>`, plus `GET /health` and
-`GET /openapi.json`.
+"""The ASGI app: every function at `/functions/v1/<name>`, plus `GET /health`,
+`GET /openapi.json`, and the operators' console (`GET /status`, the live provenance log
+at `/nexus/logs`).
 
 `create_app()` serves every function in `functions/`; `create_app(["agent-heartbeat"])`
 is that one function as its own ASGI app, for any ASGI server:
@@ -17,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from aerelion import openapi
 from aerelion.config import Settings
+from aerelion.console import Console
 from aerelion.errors import ApiError
 from aerelion.functions import Function, load_functions
 from aerelion.queries import QUERIES
@@ -31,6 +33,9 @@ class App:
         self.runtime = runtime
         self.endpoints = {f.name: Endpoint(f, runtime) for f in functions}
         self.missing = Endpoint(None, runtime)
+        self.console = Console(
+            runtime, runtime.settings.database_listen_url or runtime.database.url
+        )
         self._openapi: dict[str, Any] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -47,6 +52,8 @@ class App:
             await (await self._health())(scope, receive, send)
         elif path == "/openapi.json":
             await ApiResponse(self.openapi())(scope, receive, send)
+        elif path == "/status" or path.startswith("/nexus/"):
+            await self.console(scope, receive, send)
         else:
             await error_response(ApiError(404, "not_found", "Not found"))(scope, receive, send)
 

@@ -13,6 +13,7 @@ import psycopg
 
 from aerelion import (
     audit,
+    cli_ops,
     deploy,
     local_identity,
     migrations,
@@ -366,6 +367,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     functions.set_defaults(run=_functions)
     commands.add_parser("check", help="validate the configuration").set_defaults(run=_check)
+    cli_ops.register(commands, with_url)
     return parser
 
 

@@ -450,3 +450,48 @@ SELECT public.store_rotated_vps_credentials(
   %(instance_id)s, %(user_id)s, %(ciphertext)s, %(iv)s, %(tag)s, %(key_version)s,
   %(public_key_id)s
 ) AS rotated_at;
+
+-- == command center: heartbeats, the provenance log, status, reports ==
+
+-- record_agent_heartbeat --
+-- An agent's heartbeat, with the level and message of its log row
+SELECT id, agent_id, status, message, metadata, created_at, log_level, log_message
+FROM public.record_agent_heartbeat(%(agent_id)s, %(status)s, %(message)s, %(metadata)s);
+
+-- record_manual_pulse --
+-- An admin's manual pulse for an agent
+SELECT id, agent_id, status, message, metadata, created_at
+FROM public.record_manual_pulse(%(agent_id)s, %(status)s, %(telemetry)s);
+
+-- agent_states --
+-- Every agent with its newest heartbeat and its derived state
+SELECT agent_id, codename, module, state, last_status, last_message, last_heartbeat_at,
+       heartbeat_interval_s
+FROM public.agent_states();
+
+-- provenance_log --
+-- A page of the log: newest first before a sequence number, or what is new after one
+SELECT seq, id, created_at, function_name, level, message, status_code, duration_ms, agent_id
+FROM public.provenance_log(
+  %(before)s, %(after)s, %(limit)s, %(level)s, %(function)s, %(agent)s, %(since)s
+);
+
+-- provenance_summary --
+-- The mode, the agents and the counts over the newest 1,000 rows
+SELECT public.provenance_summary() AS summary;
+
+-- issue_log_stream_ticket --
+-- Store a one-time stream ticket (its SHA-256) for the calling admin
+SELECT public.issue_log_stream_ticket(%(token_hash)s) AS expires_at;
+
+-- redeem_log_stream_ticket --
+-- Spend a stream ticket: the admin it was issued to
+SELECT public.redeem_log_stream_ticket(%(token_hash)s) AS user_id;
+
+-- system_status --
+-- Queue, nodes, agents, audit and webhooks at a glance
+SELECT public.system_status() AS status;
+
+-- aar_telemetry --
+-- What the after-action report is built from
+SELECT public.aar_telemetry(%(window_hours)s) AS telemetry;

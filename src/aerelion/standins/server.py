@@ -16,9 +16,10 @@ class LoopbackServer:
     """`start()` serves `app` and returns its base URL; `stop()` ends it (in-flight
     requests get a second to finish)."""
 
-    def __init__(self, app: ASGIApp, name: str) -> None:
+    def __init__(self, app: ASGIApp, name: str, *, lifespan: str = "off") -> None:
         self.app = app
         self.name = name
+        self.lifespan = lifespan  # "on" for an app that opens its resources at startup
         self.url: str | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -39,7 +40,7 @@ class LoopbackServer:
             self.app,
             host="127.0.0.1",
             port=0,
-            lifespan="off",
+            lifespan=self.lifespan,
             log_config=None,
             log_level=None,
             access_log=False,
