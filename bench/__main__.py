@@ -1,6 +1,14 @@
 """`python -m bench` (`make bench`): run every benchmark."""
 
-from bench import audit_inserts, billing, command_center, function_rps, queue, vault_rotation
+from bench import (
+    audit_inserts,
+    billing,
+    command_center,
+    function_rps,
+    n8n_mesh,
+    queue,
+    vault_rotation,
+)
 
 print("== function requests/s vs pgbench (same SQL)")
 function_rps.main()
@@ -19,3 +27,6 @@ vault_rotation.main()
 print()
 print("== command center: the live log page at 1,000 vs 1,000,000 rows; heartbeats/s")
 command_center.main()
+print()
+print("== n8n mesh: reservations/s vs pgbench; duplicate-and-activate on real n8n vs bare calls")
+n8n_mesh.main()

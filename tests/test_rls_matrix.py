@@ -395,6 +395,29 @@ FUNCTION_EXECUTE: dict[str, set[str]] = {
     "redeem_log_stream_ticket(bytea)": {"service_role"},
     "system_status()": {"authenticated", "service_role"},
     "aar_telemetry(integer)": {"authenticated", "service_role"},
+    # the n8n mesh: capacity, nodes, the activation lifecycle and run-time credentials are
+    # the service's (handlers pass the verified caller); admins import templates (checked
+    # inside)
+    "reserve_n8n_instance(uuid)": {"service_role"},
+    "release_n8n_instance(uuid)": {"service_role"},
+    "add_n8n_instance(text,text,text,integer,text,text)": {"service_role"},
+    "list_n8n_instances()": {"service_role"},
+    "set_n8n_instance_status(text,text)": {"service_role"},
+    "remove_n8n_instance(text)": {"service_role"},
+    "n8n_instances_to_ping()": {"service_role"},
+    "record_n8n_ping(uuid,boolean,text)": {"service_role"},
+    "n8n_vault_secret(text)": {"service_role"},
+    "n8n_runtime_secrets()": {"service_role"},
+    "begin_n8n_activation(uuid,uuid)": {"service_role"},
+    "record_n8n_resources(uuid,uuid,text,text[],text[])": {"service_role"},
+    "finish_n8n_activation(uuid,uuid,text,text,text[],text)": {"service_role"},
+    "fail_n8n_activation(uuid,uuid,text,boolean)": {"service_role"},
+    "begin_n8n_lifecycle(uuid,uuid,text)": {"service_role"},
+    "finish_n8n_lifecycle(uuid,uuid,text,jsonb)": {"service_role"},
+    "n8n_mapping_for_job(uuid)": {"service_role"},
+    "read_runtime_credentials(uuid,uuid)": {"service_role"},
+    "import_n8n_template(jsonb,text,text,text,text,uuid)": {"authenticated", "service_role"},
+    "import_automation_workflow(jsonb,text,text)": {"authenticated", "service_role"},
 }
 
 # -- the rows the attempts use -----------------------------------------------------------

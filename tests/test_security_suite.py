@@ -103,6 +103,11 @@ STORED_FIELDS = {
     ("hostinger-provision", "notes"),  # vps-orchestrator `list`, provisioning-jobs
     ("hostinger-provision", "idempotency_key"),  # provisioning-jobs
     ("vps-orchestrator", "message"),  # the scale request in the answer
+    # the n8n mesh: an import's report names each file (and what it imported) back
+    ("import-n8n-templates", "filename"),
+    ("import-n8n-templates", "name"),
+    ("import-n8n-templates", "description"),
+    ("admin-import-workflows", "filename"),
     ("agent-heartbeat", "metadata"),  # the heartbeat in the answer
     ("nexus-pulse", "telemetry"),  # the pulse's metadata in the answer
 }
@@ -863,6 +868,60 @@ def _verify_purchase(w: World) -> list[Attempt]:
     return [Attempt("claim A's paid checkout session", {"session_id": w.alice_ids["session"]})]
 
 
+def _n8n_provision(w: World) -> list[Attempt]:
+    request = w.alice_ids["request"]
+    return [
+        Attempt(f"{action} A's automation", {"action": action, "activationRequestId": request})
+        for action in ("activate", "pause", "resume", "revoke", "retrigger")
+    ]
+
+
+def _runtime_credentials(w: World) -> list[Attempt]:
+    """A user's JWT is no node's runtime secret."""
+    return [
+        Attempt(
+            "A's run-time credentials with B's JWT as the secret",
+            method="GET",
+            query={"activation_id": w.alice_ids["request"]},
+            expect=frozenset({401}),
+        ),
+        Attempt(
+            "the same by POST",
+            {"activation_id": w.alice_ids["request"]},
+            expect=frozenset({401}),
+        ),
+    ]
+
+
+def _template_import(w: World) -> list[Attempt]:
+    workflow = json.dumps(
+        {"name": "B's", "nodes": [{"name": "W", "type": "n8n-nodes-base.webhook"}]}
+    )
+    return [
+        Attempt("import a template", {"templates": [{"filename": "b.json", "content": workflow}]})
+    ]
+
+
+def _workflow_import(w: World) -> list[Attempt]:
+    workflow = json.dumps(
+        {"name": "B's", "nodes": [{"name": "W", "type": "n8n-nodes-base.webhook"}]}
+    )
+    return [
+        Attempt(
+            "overwrite a catalog entry",
+            {
+                "workflows": [
+                    {
+                        "filename": "b.json",
+                        "content": workflow,
+                        "override_slug": "lead-intake-router",
+                    }
+                ]
+            },
+        )
+    ]
+
+
 # Every function in `functions/` needs an entry: how B names A's resources there.
 CROSS_TENANT: dict[str, Callable[[World], list[Attempt]]] = {
     "agent-heartbeat": _service_only,
@@ -888,6 +947,12 @@ CROSS_TENANT: dict[str, Callable[[World], list[Attempt]]] = {
     "verify-human-signature": _human_signature,
     "verify-purchase": _verify_purchase,
     "vps-orchestrator": _orchestrator,
+    # the n8n mesh
+    "admin-import-workflows": _workflow_import,
+    "duplicate-and-activate": _service_only,
+    "import-n8n-templates": _template_import,
+    "n8n-provision": _n8n_provision,
+    "runtime-credentials": _runtime_credentials,
 }
 
 
@@ -1116,6 +1181,13 @@ SQL_CALLS: dict[str, Callable[[World], list[SqlCall]]] = {
     "provenance_summary()": lambda w: _calls(()),
     "record_manual_pulse(text,text,jsonb)": lambda w: _calls(("AG-01", "NOMINAL", "{}")),
     "system_status()": lambda w: _calls(()),
+    # the n8n mesh: admins import templates and catalog entries (B is refused)
+    "import_n8n_template(jsonb,text,text,text,text,uuid)": lambda w: _calls(
+        ('{"nodes": [{"type": "n8n-nodes-base.webhook"}]}', "b.json", "B", None, None, None)
+    ),
+    "import_automation_workflow(jsonb,text,text)": lambda w: _calls(
+        ('{"nodes": [{"type": "n8n-nodes-base.webhook"}]}', "b.json", "lead-intake-router")
+    ),
 }
 
 # SQL functions `anon` may execute, each on purpose (none today: everything anonymous goes

@@ -367,6 +367,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     functions.set_defaults(run=_functions)
     commands.add_parser("check", help="validate the configuration").set_defaults(run=_check)
+    from aerelion import cli_n8n
+
+    cli_n8n.register(commands, with_url)
     cli_ops.register(commands, with_url)
     return parser
 

@@ -1,8 +1,13 @@
 """The queue worker assembled from configuration — its handlers, the Hostinger client
-and the vault — for `aerelion worker`, the `queue-processor` function and `make run`."""
+and the vault, the n8n lifecycle's jobs and the n8n nodes' health check — for `aerelion
+worker`, the `queue-processor` function and `make run`."""
 
 from __future__ import annotations
 
+import functools
+
+from aerelion import n8n_nodes
+from aerelion.activation import lifecycle_for
 from aerelion.config import Settings
 from aerelion.hostinger_access import hostinger_factory
 from aerelion.provisioning import VpsProvisioner
@@ -15,9 +20,13 @@ from aerelion.worker import Handler, Worker, default_worker_id
 
 def handlers(settings: Settings, database: Database) -> dict[str, Handler]:
     hostinger = hostinger_factory(settings, database)
+    lifecycle = lifecycle_for(database, settings)
     return {
         "provision_vps": VpsProvisioner(database, Vault.from_environ(settings.environ), hostinger),
         "watch_reboot": RebootWatcher(hostinger),
+        "activate_workflows": lifecycle.activate_job,
+        "pause_workflows": lifecycle.pause_job,
+        "resume_workflows": lifecycle.resume_job,
     }
 
 
@@ -40,6 +49,7 @@ async def build_worker(
         concurrency=concurrency,
         interval=interval,
         listen_url=(settings.database_listen_url or database.url) if listen else None,
+        background=[functools.partial(n8n_nodes.health_loop, database, settings)],
     )
 
 

@@ -495,3 +495,107 @@ SELECT public.system_status() AS status;
 -- aar_telemetry --
 -- What the after-action report is built from
 SELECT public.aar_telemetry(%(window_hours)s) AS telemetry;
+
+-- == n8n mesh ==
+
+-- reserve_n8n_instance --
+-- Reserve capacity on the least-loaded active node (no instance id: fall back)
+SELECT instance_id, instance_url, api_key_secret, runtime_secret, used_fallback
+FROM public.reserve_n8n_instance(%(mapping_id)s);
+
+-- release_n8n_instance --
+-- Give back a mapping's reservation (once)
+SELECT public.release_n8n_instance(%(mapping_id)s) AS released;
+
+-- begin_n8n_activation --
+-- Check, claim and reserve an activation; what the copy is built from
+SELECT public.begin_n8n_activation(%(request_id)s, %(actor)s) AS begun;
+
+-- record_n8n_resources --
+-- What exists on n8n for this attempt so far
+SELECT public.record_n8n_resources(
+  %(mapping_id)s, %(claim_id)s, %(base_url)s, %(workflow_ids)s, %(credential_ids)s
+);
+
+-- finish_n8n_activation --
+-- The copy is live
+SELECT id, status, webhook_url FROM public.finish_n8n_activation(
+  %(mapping_id)s, %(claim_id)s, %(base_url)s, %(workflow_id)s, %(credential_ids)s,
+  %(webhook_url)s
+);
+
+-- fail_n8n_activation --
+-- The attempt failed (capacity back when nothing is left on n8n)
+SELECT id, status, error_message FROM public.fail_n8n_activation(
+  %(mapping_id)s, %(claim_id)s, %(reason)s, %(cleaned)s
+);
+
+-- begin_n8n_lifecycle --
+-- May the actor pause, resume, revoke or retrigger now; the mapping and its node
+SELECT public.begin_n8n_lifecycle(%(request_id)s, %(actor)s, %(action)s) AS mapping;
+
+-- finish_n8n_lifecycle --
+-- Record what n8n did for a lifecycle action
+SELECT id, status, webhook_status
+FROM public.finish_n8n_lifecycle(%(mapping_id)s, %(actor)s, %(action)s, %(details)s);
+
+-- n8n_mapping_for_job --
+-- A mapping as billing left it, for the pause/resume jobs
+SELECT public.n8n_mapping_for_job(%(mapping_id)s) AS mapping;
+
+-- read_runtime_credentials --
+-- Sealed credentials of a live activation on the calling node (audited)
+SELECT public.read_runtime_credentials(%(instance_id)s, %(request_id)s) AS found;
+
+-- n8n_runtime_secrets --
+-- Where each node's runtime secret is named
+SELECT id, runtime_secret FROM public.n8n_runtime_secrets();
+
+-- n8n_vault_secret --
+-- The Vault value a node's secret reference names
+SELECT public.n8n_vault_secret(%(reference)s) AS secret;
+
+-- n8n_instances_to_ping --
+-- Nodes the health check asks
+SELECT id, instance_url, status, ping_interval_s FROM public.n8n_instances_to_ping();
+
+-- record_n8n_ping --
+-- One readiness answer (offline after silence, back when it answers)
+SELECT id, status, last_ping_at, auto_offline
+FROM public.record_n8n_ping(%(instance_id)s, %(ok)s, %(error)s);
+
+-- add_n8n_instance --
+-- Add a node to the pool
+SELECT id, instance_url, label, region, status, max_capacity, api_key_secret, runtime_secret
+FROM public.add_n8n_instance(
+  %(url)s, %(label)s, %(region)s, %(max_capacity)s, %(api_key_secret)s, %(runtime_secret)s
+);
+
+-- list_n8n_instances --
+-- The pool with loads and live activations
+SELECT * FROM public.list_n8n_instances();
+
+-- set_n8n_instance_status --
+-- Drain a node (maintenance) or set its status
+SELECT id, instance_url, status FROM public.set_n8n_instance_status(%(ref)s, %(status)s);
+
+-- remove_n8n_instance --
+-- Remove a node that runs nothing
+SELECT id, instance_url FROM public.remove_n8n_instance(%(ref)s);
+
+-- n8n_instance_by_ref --
+-- One node by id, URL or label (for a health check on demand)
+SELECT i.id, i.instance_url, i.status FROM public.list_n8n_instances() i
+WHERE i.id::text = %(ref)s OR i.instance_url = rtrim(%(ref)s, '/') OR i.label = %(ref)s;
+
+-- import_n8n_template --
+-- Import one workflow as an immutable template (hash of canonical JSON, providers)
+SELECT id, slug, name, file_hash, detected_providers, trigger_type, outcome, reason
+FROM public.import_n8n_template(
+  %(workflow)s, %(filename)s, %(name)s, %(slug)s, %(description)s, NULL
+);
+
+-- import_automation_workflow --
+-- Import a workflow and create or update its catalog entry
+SELECT slug, status, message, automation_agent_id, template_id, template_outcome
+FROM public.import_automation_workflow(%(workflow)s, %(filename)s, %(slug)s);

@@ -1,6 +1,6 @@
 """Running the processes: the function server, the queue worker, and `make run`'s whole
-local stack (server + worker + Hostinger and Stripe stand-ins when no real credentials are
-configured)."""
+local stack (server + worker + Hostinger, Stripe and n8n stand-ins when no real credentials
+or node are configured)."""
 
 from __future__ import annotations
 
@@ -115,12 +115,22 @@ class StandIn:
     base_url: str  # the environment variable that points the client elsewhere
     new_credential: Callable[[], str]
     make: Callable[[str], Any]  # credential -> a server with start() -> url and stop()
+    # the variable whose presence means "use the real service" (default: the credential)
+    configured_by: str | None = None
+    # more variables the stand-in needs, generated when unset
+    extra: tuple[tuple[str, Callable[[], str]], ...] = ()
 
 
 def _hostinger(token: str) -> Any:
     from aerelion.standins.hostinger import HostingerStandIn
 
     return HostingerStandIn(token=token, setup_seconds=5.0)
+
+
+def _n8n(api_key: str) -> Any:
+    from aerelion.standins.n8n import N8nStandIn
+
+    return N8nStandIn(api_key=api_key)
 
 
 def _stripe(api_key: str) -> Any:
@@ -144,6 +154,15 @@ STAND_INS = (
         lambda: "sk_test_" + secrets.token_urlsafe(24),
         _stripe,
     ),
+    StandIn(
+        "n8n",
+        "N8N_API_KEY",
+        "N8N_BASE_URL",
+        lambda: secrets.token_urlsafe(32),
+        _n8n,
+        configured_by="N8N_BASE_URL",
+        extra=(("N8N_RUNTIME_SECRET", lambda: secrets.token_urlsafe(32)),),
+    ),
 )
 
 
@@ -154,15 +173,17 @@ def _stand_ins(settings: Settings, stand_ins: tuple[StandIn, ...] = STAND_INS) -
     environ = dict(settings.environ)
     with contextlib.ExitStack() as running:
         for stand_in in stand_ins:
-            if settings.get(stand_in.credential):
+            if settings.get(stand_in.configured_by or stand_in.credential):
                 continue
             credential = stand_in.new_credential()
             server = stand_in.make(credential)
             base_url = server.start()
             running.callback(server.stop)
-            hint = f"set {stand_in.credential} for the real API"
+            hint = f"set {stand_in.configured_by or stand_in.credential} for the real API"
             print(f"{stand_in.name} stand-in: {base_url} ({hint})")
             environ.update({stand_in.base_url: base_url, stand_in.credential: credential})
+            for name, make_value in stand_in.extra:
+                environ.setdefault(name, make_value())
         yield replace(settings, environ=environ)
 
 

@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,9 @@ logger = logging.getLogger("aerelion.worker")
 
 # A handler ends its claim itself (complete, fail or wait) and returns the job's status.
 Handler = Callable[[Claim, JobQueue], Awaitable[str]]
+# A loop that runs beside the jobs while the worker runs, until the event is set (the n8n
+# nodes' health check).
+Background = Callable[[asyncio.Event], Awaitable[None]]
 
 
 def default_worker_id() -> str:
@@ -55,8 +58,10 @@ class Worker:
         concurrency: int = 4,
         interval: float = 60.0,
         listen_url: str | None = None,
+        background: Sequence[Background] = (),
     ) -> None:
         self.queue = queue
+        self.background = tuple(background)
         self.handlers = handlers
         self.concurrency = concurrency
         self.interval = interval
@@ -71,6 +76,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set, then finish the running jobs (drain) and return."""
         listener = asyncio.create_task(self._listen(stop)) if self.listen_url else None
+        beside = [asyncio.create_task(loop(stop)) for loop in self.background]
         running: set[asyncio.Task[Outcome]] = set()
         try:
             while not stop.is_set():
@@ -93,10 +99,10 @@ class Worker:
             if running:
                 logger.info("draining %d running jobs", len(running))
                 await asyncio.gather(*running, return_exceptions=True)
-            if listener is not None:
-                listener.cancel()
+            for task in [t for t in (listener, *beside) if t is not None]:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await listener
+                    await task
 
     async def _sleep(self, stop: asyncio.Event, running: set[asyncio.Task[Outcome]]) -> None:
         """Until a NOTIFY, a job finishing (a free slot), `stop`, or the poll interval."""
