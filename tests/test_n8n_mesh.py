@@ -189,8 +189,17 @@ def test_the_capacity_check_is_the_backstop(pool):
 async def test_600_concurrent_activations_over_three_nodes_and_the_fallback(pool, http, stand_ins):
     url, conn, agent = pool
     clients = [new_client(conn, agent) for _ in range(600)]
+    # 600 activations, 100 in flight at a time (the app's pool has 20 connections): beyond
+    # that, on a slow machine, callers wait longer for a connection than the pool allows
+    # and get 503 database_unavailable, which is the contract, not what is measured here
+    gate = asyncio.Semaphore(100)
+
+    async def one(client: Client) -> httpx.Response:
+        async with gate:
+            return await activate(http, client)
+
     with LoadWatch(url) as watch:
-        answers = await asyncio.gather(*(activate(http, client) for client in clients))
+        answers = await asyncio.gather(*(one(client) for client in clients))
     failed = [a.text for a in answers if a.status_code != 200]
     assert failed == []
     assert watch.problems == []

@@ -10,6 +10,7 @@ successor can clean it up); the capacity goes back when nothing is left.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import psycopg_pool
 
 from aerelion import n8n_nodes
 from aerelion.config import Settings
@@ -304,6 +306,14 @@ class _Attempt:
                     if cleaned
                     else "cleanup of the n8n resources is pending",
                 ) from None
+            except (psycopg.Error, psycopg_pool.PoolTimeout):
+                # the database failed mid-way (overload, restart): undo what n8n holds and
+                # give the claim back if the database answers again; else the claim's lease
+                # expires and the next attempt removes whatever is still recorded
+                cleaned = await self._rollback(n8n)
+                with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout):
+                    await self._fail("the database failed during the activation", cleaned=cleaned)
+                raise
         return result
 
     async def _build(self, n8n: N8nClient) -> dict[str, Any]:
@@ -435,7 +445,7 @@ class _Attempt:
         self.workflow_ids, self.credential_ids = left_workflows, left_credentials
         try:
             await self._record()
-        except psycopg.Error:
+        except (psycopg.Error, psycopg_pool.PoolTimeout):
             logger.warning("activation %s: could not record the cleanup", self.mapping_id)
         return not left_workflows and not left_credentials
 

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 API = "/api/v1"
 CONNECT_TIMEOUT = 5.0
+KEEPALIVE_EXPIRY = 2.0
 MAX_WAIT = 10.0
 _RANDOM = secrets.SystemRandom()
 
@@ -111,6 +112,9 @@ class N8nClient:
             timeout=httpx.Timeout(self._timeout, connect=min(CONNECT_TIMEOUT, self._timeout)),
             headers={"X-N8N-API-KEY": api_key, "Accept": "application/json"},
             follow_redirects=False,
+            # n8n (Node's http server) closes a connection idle for 5 s; reusing one at
+            # that moment loses the request (ReadError), and a create cannot be retried
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
         )
 
     def __repr__(self) -> str:
