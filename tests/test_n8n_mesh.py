@@ -412,6 +412,39 @@ async def test_the_activate_workflows_job_activates_for_the_owner(pool, app, sta
     assert mapping(conn, client.request_id)["status"] == "active"
 
 
+async def test_an_operator_restarts_a_clients_automation(pool, http, stand_ins):
+    _, conn, agent = pool
+    client = new_client(conn, agent)
+    admin = new_client(conn, agent, admin=True)
+    body = (await activate(http, client)).json()
+    node = next(s for s in stand_ins.values() if body["workflowId"] in s.workflows)
+    node.workflows[body["workflowId"]]["active"] = False
+
+    async def heal(payload: dict, headers: dict) -> httpx.Response:
+        return await http.post("/functions/v1/agent-auto-heal", json=payload, headers=headers)
+
+    subject = {"activation_request_id": str(client.request_id)}
+    assert (await heal(subject, client.headers())).status_code == 403
+    for bad in ({}, {**subject, "agent_id": "AG-01"}):
+        assert (await heal(bad, admin.headers())).status_code == 400
+    healed = await heal(subject, admin.headers())
+    assert healed.status_code == 200, healed.text
+    assert healed.json()["workflow_ids"] == [body["workflowId"]]
+    assert node.workflows[body["workflowId"]]["active"] is True
+    node.fail_next("activate", 500, times=3)
+    failed = await heal(subject, admin.headers())
+    assert failed.status_code == 502 and failed.json()["code"] == "AUTO_HEAL_FAILED"
+    notices = conn.execute(
+        "select type, severity from public.admin_notifications"
+        " where metadata ->> 'activation_request_id' = %s order by created_at",
+        [str(client.request_id)],
+    ).fetchall()
+    assert [(n["type"], n["severity"]) for n in notices] == [
+        ("auto_heal", "info"),
+        ("auto_heal_failure", "critical"),
+    ]
+
+
 # -- runtime-credentials -------------------------------------------------------------------
 
 

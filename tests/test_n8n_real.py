@@ -2,8 +2,9 @@
 third as the fallback, started once for the module on ephemeral loopback ports. About
 twenty activations: least-load placement with the surplus on the fallback, webhooks that
 answer at `aerelion/{activation_request_id}`, pause/resume/retrigger, revoke deleting the
-workflow and its credentials, rollback after n8n refuses an activation, and
-runtime-credentials for the node's own runtime secret.
+workflow and its credentials, rollback after n8n refuses an activation,
+runtime-credentials for the node's own runtime secret, and the agents' heartbeat workflows
+(a real heartbeat from n8n, an idempotent deploy, restart and redeploy).
 
 Skipped when n8n is not installed (`.ci/run` installs it), except under
 AERELION_REQUIRE_N8N=1, where a missing install fails."""
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -20,8 +22,9 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from aerelion import deploy
-from aerelion.app import App
+from aerelion import deploy, local_identity
+from aerelion.app import App, create_app
+from aerelion.standins.server import LoopbackServer
 from n8n_peers import RealNodes, installed
 from n8n_support import (
     SERVICE,
@@ -34,7 +37,7 @@ from n8n_support import (
     node_settings,
     template,
 )
-from support import client_of, running_app, settings_for
+from support import JWT_SECRET, client_of, running_app, settings_for
 
 pytestmark = [pytest.mark.n8n, pytest.mark.anyio]
 
@@ -204,3 +207,77 @@ async def test_rollback_after_n8n_refuses_the_activation(world, http, real_nodes
     for node in real_nodes.nodes:
         names = [w["name"] for w in api(node, "GET", "/workflows?limit=250").json()["data"]]
         assert not any("Broken router" in name for name in names)
+
+
+# -- the agents' heartbeat workflows ---------------------------------------------------------
+
+
+def test_agent_workflows_beat_deploy_idempotently_and_heal_on_a_real_node(world, real_nodes):
+    """Deployed to a real node, an agent's workflow really calls agent-heartbeat (the app
+    served on loopback, the key from the n8n credential); a deploy changes only what
+    differs, and nothing the second time; a deactivated workflow comes back active; a
+    deleted one is redeployed."""
+    database, conn, _ = world
+    a, b, _ = real_nodes.nodes
+    key = "heartbeat-" + uuid.uuid4().hex
+    settings = node_settings(
+        {"A": (a.api_key, "runtime-A"), "B": (b.api_key, "runtime-B")}, None, HEARTBEAT_SECRET=key
+    )
+    server = LoopbackServer(
+        create_app(settings=settings, database_url=database), "aerelion-app", lifespan="on"
+    )
+    url = server.start()
+    try:
+        conn.execute(
+            "update public.system_registry set value = %s"
+            " where namespace = 'app' and key = 'functions_url'",
+            [f"{url}/functions/v1"],
+        )
+        conn.execute("update public.agent_registry set heartbeat_interval_s = 2 where id = 'AG-06'")
+        email = f"op-{uuid.uuid4().hex[:8]}@example.com"
+        admin_id = local_identity.create_user(conn, email, admin=True)
+        token = local_identity.sign(local_identity.user_claims(admin_id, email), JWT_SECRET)
+        headers = {"authorization": f"Bearer {token}"}
+
+        def call(name: str, body: dict) -> httpx.Response:
+            return httpx.post(f"{url}/functions/v1/{name}", json=body, headers=headers, timeout=60)
+
+        first = call("deploy-agent-workflows", {})
+        assert first.status_code == 200, first.text
+        assert first.json()["summary"]["created"] == 7, first.text
+        node = next(n for n in real_nodes.nodes if n.url == first.json()["node"])
+        ids = {r["agent_id"]: r["workflow_id"] for r in first.json()["results"]}
+        assert all(api(node, "GET", f"/workflows/{i}").json()["active"] for i in ids.values())
+
+        deadline = time.monotonic() + 60
+        beat = None
+        while beat is None and time.monotonic() < deadline:
+            beat = conn.execute(
+                "select status, metadata from public.agent_heartbeats"
+                " where agent_id = 'AG-06' and metadata ->> 'source' = 'n8n_cron' limit 1"
+            ).fetchone()
+            time.sleep(0.5)
+        assert beat is not None, "no heartbeat arrived from n8n"
+        assert beat["status"] == "NOMINAL" and beat["metadata"]["module"] == "CHRONICLER"
+        conn.execute("update public.agent_registry set heartbeat_interval_s = 7200")
+
+        # the interval changed back: only AG-06's workflow is updated, then nothing changes
+        again = call("deploy-agent-workflows", {}).json()["summary"]
+        assert (again["updated"], again["unchanged"]) == (1, 6), again
+        third = call("deploy-agent-workflows", {}).json()["summary"]
+        assert third["unchanged"] == 7, third
+
+        assert api(node, "POST", f"/workflows/{ids['AG-03']}/deactivate").status_code == 200
+        healed = call("agent-auto-heal", {"agent_id": "AG-03"})
+        assert healed.status_code == 200, healed.text
+        assert healed.json()["actions"][0]["action"] == "restarted"
+        assert api(node, "GET", f"/workflows/{ids['AG-03']}").json()["active"] is True
+
+        assert api(node, "DELETE", f"/workflows/{ids['AG-04']}").status_code == 200
+        redeployed = call("agent-auto-heal", {"agent_id": "AG-04"})
+        assert redeployed.status_code == 200, redeployed.text
+        action = redeployed.json()["actions"][0]
+        assert action["action"] == "redeployed" and action["workflow_id"] != ids["AG-04"]
+        assert api(node, "GET", f"/workflows/{action['workflow_id']}").json()["active"] is True
+    finally:
+        server.stop()

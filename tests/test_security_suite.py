@@ -927,6 +927,8 @@ CROSS_TENANT: dict[str, Callable[[World], list[Attempt]]] = {
     "agent-heartbeat": _service_only,
     "generate-aar": _admins_only({"window_hours": 24}),
     "nexus-pulse": _admins_only({"agent_id": "AG-01"}),
+    "agent-auto-heal": _admins_only({"agent_id": "AG-01"}),
+    "deploy-agent-workflows": _admins_only({}),
     "billing-portal-session": _portal,
     "check-subscription": _subscription,
     "connect-integration": _connect,

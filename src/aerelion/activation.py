@@ -84,7 +84,7 @@ class Lifecycle:
             mapping = await tx.value(
                 "begin_n8n_lifecycle", {"request_id": request_id, "actor": actor, "action": action}
             )
-            target = await self._target(tx, mapping["node"])
+            target = await n8n_nodes.reachable_target(tx, self.settings, mapping["node"])
         workflow_id = mapping["workflow_ids"][0]
         try:
             async with n8n_nodes.client(target) as n8n:
@@ -203,11 +203,45 @@ class Lifecycle:
             "message": "Webhook triggered" if ok else f"Webhook call failed: {error}",
         }
 
-    async def _target(self, tx: Any, node: dict[str, Any]) -> NodeTarget:
+    async def restart(self, request_id: uuid.UUID, actor: uuid.UUID | None) -> dict[str, Any]:
+        """An operator's heal of a client's automation: deactivate and reactivate each of
+        its workflows on its node and verify them active; recorded, logged and raised to
+        the operators either way (`record_mapping_heal`). A workflow n8n no longer has is
+        a failure: the client's copy holds their credentials, so it is revoked and
+        activated again rather than recreated here."""
+        async with self.database.as_service() as tx:
+            mapping = await tx.value("n8n_mapping_heal_target", {"request_id": request_id})
+            target = await n8n_nodes.reachable_target(tx, self.settings, mapping["node"])
+        error = None
         try:
-            return await n8n_nodes.node_target(tx, self.settings, node)
-        except NodeUnavailable as error:
-            raise ApiError(503, "N8N_NOT_CONFIGURED", str(error)) from None
+            async with n8n_nodes.client(target) as n8n:
+                for workflow_id in mapping["workflow_ids"]:
+                    await n8n.deactivate_workflow(workflow_id)
+                    await n8n.activate_workflow(workflow_id)
+                    if (await n8n.get_workflow(workflow_id)).get("active") is not True:
+                        raise N8nError(
+                            "n8n does not report the workflow active", operation="verify"
+                        )
+        except N8nError as failure:
+            error = str(failure)
+        async with self.database.as_service() as tx:
+            recorded = await tx.value(
+                "record_mapping_heal",
+                {
+                    "mapping_id": mapping["mapping_id"],
+                    "ok": error is None,
+                    "error": error,
+                    "actor": actor,
+                },
+            )
+        return {
+            "success": error is None,
+            "activation_request_id": str(request_id),
+            "workflow_ids": mapping["workflow_ids"],
+            "action": "restarted",
+            "error": error,
+            "notification_id": recorded["notification_id"],
+        }
 
     # -- the worker's jobs ------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The queue worker assembled from configuration — its handlers, the Hostinger client
-and the vault, the n8n lifecycle's jobs and the n8n nodes' health check — for `aerelion
-worker`, the `queue-processor` function and `make run`."""
+and the vault, the n8n lifecycle's jobs, the n8n nodes' health check and the agents'
+auto-heal — for `aerelion worker`, the `queue-processor` function and `make run`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import functools
 
 from aerelion import n8n_nodes
 from aerelion.activation import lifecycle_for
+from aerelion.agent_workflows import AgentWorkflows
 from aerelion.config import Settings
 from aerelion.hostinger_access import hostinger_factory
 from aerelion.provisioning import VpsProvisioner
@@ -49,7 +50,10 @@ async def build_worker(
         concurrency=concurrency,
         interval=interval,
         listen_url=(settings.database_listen_url or database.url) if listen else None,
-        background=[functools.partial(n8n_nodes.health_loop, database, settings)],
+        background=[
+            functools.partial(n8n_nodes.health_loop, database, settings),
+            AgentWorkflows(database, settings).heal_loop,
+        ],
     )
 
 

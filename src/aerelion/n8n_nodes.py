@@ -87,6 +87,16 @@ async def node_target(tx: Transaction, settings: Settings, node: Mapping[str, An
     return NodeTarget(uuid.UUID(str(node["id"])), origin_of(str(node["url"])), key, False)
 
 
+async def reachable_target(
+    tx: Transaction, settings: Settings, node: Mapping[str, Any]
+) -> NodeTarget:
+    """`node_target`, or 503 N8N_NOT_CONFIGURED for the caller when it cannot be reached."""
+    try:
+        return await node_target(tx, settings, node)
+    except NodeUnavailable as error:
+        raise ApiError(503, "N8N_NOT_CONFIGURED", str(error)) from None
+
+
 def fallback_configured(settings: Settings) -> bool:
     return bool(settings.get(FALLBACK_URL) and settings.get(FALLBACK_KEY))
 

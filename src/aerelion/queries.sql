@@ -599,3 +599,42 @@ FROM public.import_n8n_template(
 -- Import a workflow and create or update its catalog entry
 SELECT slug, status, message, automation_agent_id, template_id, template_outcome
 FROM public.import_automation_workflow(%(workflow)s, %(filename)s, %(slug)s);
+
+-- agent_deploy_plan --
+-- The node the agents' heartbeat workflows go to, and each agent with its workflow there
+SELECT public.agent_deploy_plan(%(node)s) AS plan;
+
+-- record_agent_workflow --
+-- An agent's workflow deployed and verified active (with its log row)
+SELECT agent_id, workflow_id
+FROM public.record_agent_workflow(
+  %(agent_id)s, %(instance_id)s, %(workflow_id)s, %(workflow_name)s, %(definition)s,
+  %(credential_id)s, %(key_fingerprint)s, %(outcome)s, %(actor)s
+);
+
+-- agent_heal_target --
+-- An agent's derived state and its workflows with their nodes
+SELECT public.agent_heal_target(%(agent_id)s) AS target;
+
+-- record_agent_heal --
+-- One heal as it ended: the workflow's state, a log row, a notification
+SELECT public.record_agent_heal(
+  %(agent_id)s, %(instance_id)s, %(previous_state)s, %(action)s, %(ok)s, %(workflow_id)s,
+  %(error)s, %(trigger)s, %(actor)s
+) AS recorded;
+
+-- claim_agent_heals --
+-- The agents the worker heals now (claimed against other workers)
+SELECT agent_id, state FROM public.claim_agent_heals();
+
+-- agent_heal_interval_s --
+-- How often the worker looks for agents to heal
+SELECT public.agent_heal_interval_s() AS interval_s;
+
+-- n8n_mapping_heal_target --
+-- The active mapping of an activation, for an operator's restart of its workflows
+SELECT public.n8n_mapping_heal_target(%(request_id)s) AS mapping;
+
+-- record_mapping_heal --
+-- A client's workflows restarted or not: log row and notification
+SELECT public.record_mapping_heal(%(mapping_id)s, %(ok)s, %(error)s, %(actor)s) AS recorded;

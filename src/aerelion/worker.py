@@ -28,7 +28,7 @@ logger = logging.getLogger("aerelion.worker")
 # A handler ends its claim itself (complete, fail or wait) and returns the job's status.
 Handler = Callable[[Claim, JobQueue], Awaitable[str]]
 # A loop that runs beside the jobs while the worker runs, until the event is set (the n8n
-# nodes' health check).
+# nodes' health check, the agents' auto-heal).
 Background = Callable[[asyncio.Event], Awaitable[None]]
 
 
