@@ -5,6 +5,7 @@ agents in DRIFT, ERROR or OFFLINE once per cooldown."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -13,7 +14,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from aerelion import deploy, local_identity
+from aerelion import cli, deploy, local_identity
 from aerelion.agent_workflows import AgentWorkflows, key_fingerprint
 from aerelion.app import App
 from aerelion.standins.n8n import N8nStandIn
@@ -249,3 +250,16 @@ async def test_the_worker_heals_drift_error_and_long_offline_once_per_cooldown(
         " where function_name = 'agent-auto-heal' and details ->> 'agent_id' = 'AG-03'"
     ).fetchone()
     assert trigger["t"] == "worker"
+
+
+def test_operators_deploy_and_heal_from_the_command_line(world, node, monkeypatch, capsys):
+    database, conn = world
+    monkeypatch.setenv("HEARTBEAT_SECRET", HEARTBEAT_KEY)
+    monkeypatch.setenv("N8N_KEY_A", node._key)
+    monkeypatch.delenv("AERELION_PUBLIC_URL", raising=False)
+    assert cli.main(["agents", "deploy", "--db-url", database]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["created"] == 7
+    node.workflows[workflow_of(conn, "AG-07")["workflow_id"]]["active"] = False
+    assert cli.main(["agents", "heal", "AG-07", "--db-url", database]) == 0
+    assert json.loads(capsys.readouterr().out)["actions"][0]["action"] == "restarted"
+    assert cli.main(["agents", "heal", "AG-99", "--db-url", database]) == 1

@@ -1,6 +1,7 @@
-"""`aerelion nodes add|list|check|drain|remove` (the n8n node pool) and `aerelion templates
-import FILE...`. They act as the service role naming the operator (`cli:<user>`), so every
-change leaves the same audit rows as an admin's."""
+"""`aerelion nodes add|list|check|drain|remove` (the n8n node pool), `aerelion templates
+import FILE...` and `aerelion agents deploy|heal` (the agents' workflows). They act as the
+service role; nodes and templates name the operator (`cli:<user>`), so every change leaves
+the same audit rows as an admin's."""
 
 from __future__ import annotations
 
@@ -136,6 +137,36 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if any(outcome == "error" for outcome, _ in outcomes) else 0
 
 
+def _agents(args: argparse.Namespace, settings: Settings) -> int:
+    """`agents deploy [--node N]` or `agents heal AG-nn`, as the service (no admin JWT)."""
+    import asyncio
+
+    from aerelion.agent_workflows import AgentWorkflows
+    from aerelion.errors import ApiError
+    from aerelion.transactions import Database
+
+    async def run(url: str) -> dict[str, Any]:
+        database = Database(url, pool_size=2, transaction_pooler=settings.transaction_pooler)
+        await database.open()
+        try:
+            agents = AgentWorkflows(database, settings)
+            if args.agents_command == "deploy":
+                return await agents.deploy(args.node, None)
+            return await agents.heal(args.agent_id, "admin", None)
+        finally:
+            await database.close()
+
+    with database_url(settings, args.db_url) as url:
+        try:
+            result = asyncio.run(run(url))
+        except (ApiError, psycopg.Error) as error:
+            print(f"error: {error}")
+            return 1
+    print(json.dumps(result, indent=2, default=str))
+    failed = result.get("summary", {}).get("error", 0) or result.get("success") is False
+    return 1 if failed else 0
+
+
 def register(
     commands: argparse._SubParsersAction,
     with_url: Callable[[argparse.ArgumentParser], argparse.ArgumentParser],
@@ -170,3 +201,12 @@ def register(
     importing = with_url(templates_sub.add_parser("import", help="import workflow JSON files"))
     importing.add_argument("files", nargs="+", help="n8n workflow files (.json)")
     importing.set_defaults(run=_import)
+
+    agents = commands.add_parser("agents", help="the agents' heartbeat workflows on n8n")
+    agents_sub = agents.add_subparsers(dest="agents_command", required=True)
+    deploying = with_url(agents_sub.add_parser("deploy", help="deploy them (idempotent)"))
+    deploying.add_argument("--node", help="id, URL or label (default: where they run)")
+    deploying.set_defaults(run=_agents)
+    healing = with_url(agents_sub.add_parser("heal", help="restart or redeploy one, verified"))
+    healing.add_argument("agent_id", help="AG-01 … AG-07")
+    healing.set_defaults(run=_agents)
