@@ -263,3 +263,31 @@ def test_operators_deploy_and_heal_from_the_command_line(world, node, monkeypatc
     assert cli.main(["agents", "heal", "AG-07", "--db-url", database]) == 0
     assert json.loads(capsys.readouterr().out)["actions"][0]["action"] == "restarted"
     assert cli.main(["agents", "heal", "AG-99", "--db-url", database]) == 1
+
+
+async def test_agents_moved_to_another_node_leave_nothing_behind(world, http, node):
+    database, conn = world
+    await deploy_agents(http, conn)
+    with N8nStandIn(api_key=f"key-{uuid.uuid4().hex}") as other:
+        add_node(conn, other.url, "B", 10)
+        both = node_settings(
+            {"A": (node._key, "runtime-A"), "B": (other._key, "runtime-B")},
+            None,
+            HEARTBEAT_SECRET=HEARTBEAT_KEY,
+        )
+        async with running_app(database, both) as app, client_of(app) as http_b:
+            moved = await http_b.post(
+                "/functions/v1/deploy-agent-workflows",
+                json={"node": "B"},
+                headers=admin_headers(conn),
+            )
+        assert moved.status_code == 200, moved.text
+        assert moved.json()["summary"]["created"] == 7
+        assert all(r["moved_from"] == [node.url] for r in moved.json()["results"])
+        assert len(other.active_workflows()) == 7 and len(other.credentials) == 1
+        assert node.workflows == {} and node.credentials == {}
+    nodes = conn.execute(
+        "select distinct i.label from public.agent_workflows w"
+        " join public.n8n_instances i on i.id = w.n8n_instance_id"
+    ).fetchall()
+    assert [n["label"] for n in nodes] == ["B"]

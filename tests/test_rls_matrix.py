@@ -422,6 +422,7 @@ FUNCTION_EXECUTE: dict[str, set[str]] = {
     "record_agent_heal(text,uuid,text,text,boolean,text,text,text,uuid)": {"service_role"},
     "claim_agent_heals()": {"service_role"},
     "agent_heal_interval_s()": {"service_role"},
+    "forget_agent_workflow(text,uuid,uuid)": {"service_role"},
     "n8n_mapping_heal_target(uuid)": {"service_role"},
     "record_mapping_heal(uuid,boolean,text,uuid)": {"service_role"},
     "read_runtime_credentials(uuid,uuid)": {"service_role"},

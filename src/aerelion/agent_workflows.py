@@ -173,6 +173,11 @@ class AgentWorkflows:
                     )
                     for agent in plan["agents"]
                 ]
+                for agent, result in zip(plan["agents"], results, strict=True):
+                    if result["outcome"] != "error" and agent["elsewhere"]:
+                        result.update(
+                            await self._leave(agent["agent_id"], agent["elsewhere"], actor)
+                        )
                 outcomes = {r["outcome"] for r in results}
                 # old credentials go once nothing uses them; a new one nothing uses goes too
                 unused = {r["credential_id"] for r in rows} - {credential_id, None}
@@ -239,6 +244,32 @@ class AgentWorkflows:
             actor,
         )
         return {**result, "workflow_id": workflow_id, "outcome": outcome}
+
+    async def _leave(
+        self, agent_id: str, elsewhere: list[dict[str, Any]], actor: uuid.UUID | None
+    ) -> dict[str, list[str]]:
+        """Remove the agent's workflows from the nodes it no longer runs on (and a node's
+        heartbeat credential with its last agent); what could not be removed stays recorded
+        for the next deploy."""
+        moved, left = [], []
+        for old in elsewhere:
+            try:
+                async with self.database.as_service() as tx:
+                    node = await n8n_nodes.node_target(tx, self.settings, old["node"])
+                async with n8n_nodes.client(node) as n8n:
+                    await n8n.delete_workflow(old["workflow_id"])
+                    async with self.database.as_service() as tx:
+                        still_used = await tx.value(
+                            "forget_agent_workflow",
+                            {"agent_id": agent_id, "instance_id": node.id, "actor": actor},
+                        )
+                    if not still_used and old["credential_id"]:
+                        await n8n.delete_credential(old["credential_id"])
+                moved.append(old["node"]["url"])
+            except (N8nError, NodeUnavailable) as error:
+                logger.warning("%s: could not leave %s: %s", agent_id, old["node"]["url"], error)
+                left.append(old["node"]["url"])
+        return {"moved_from": moved, **({"left_on": left} if left else {})}
 
     async def _record(
         self,

@@ -638,3 +638,7 @@ SELECT public.n8n_mapping_heal_target(%(request_id)s) AS mapping;
 -- record_mapping_heal --
 -- A client's workflows restarted or not: log row and notification
 SELECT public.record_mapping_heal(%(mapping_id)s, %(ok)s, %(error)s, %(actor)s) AS recorded;
+
+-- forget_agent_workflow --
+-- An agent's workflow removed from a node it left; whether that node still runs agents
+SELECT public.forget_agent_workflow(%(agent_id)s, %(instance_id)s, %(actor)s) AS still_used;
