@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -59,9 +60,11 @@ def heartbeat_workflow(
 ) -> dict[str, Any]:
     """The agent's workflow as the public API takes it: the same input, the same JSON."""
     agent_id = agent["agent_id"]
+    # registry values enter the expression as JSON string literals, never as code
+    literal = {"agent_id": json.dumps(agent_id), "module": json.dumps(agent["module"])}
     body = (
-        "={{ JSON.stringify({ agent_id: '" + agent_id + "', status: 'NOMINAL', "
-        "message: 'HEARTBEAT_CYCLE', metadata: { module: '" + agent["module"] + "', "
+        f"={{{{ JSON.stringify({{ agent_id: {literal['agent_id']}, status: 'NOMINAL', "
+        f"message: 'HEARTBEAT_CYCLE', metadata: {{ module: {literal['module']}, "
         "cycle_iso: $now.toISO(), source: 'n8n_cron' } }) }}"
     )
     schedule, beat = "Every heartbeat interval", "Send heartbeat"
