@@ -41,8 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -51,7 +50,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from aerelion.standins.server import LoopbackServer
+from aerelion.standins.server import LoopbackServer, ServedStandIn
 
 __all__ = [
     "DEFAULT_CATALOG",
@@ -480,7 +479,7 @@ _FAULT_MESSAGES = {
 Handler = Callable[[Request, Any], Awaitable[Response]]
 
 
-class HostingerStandIn:
+class HostingerStandIn(ServedStandIn):
     """The Hostinger VPS API on 127.0.0.1, with state and fault switches for tests.
 
     `with HostingerStandIn(token="t") as hostinger:` starts it; `hostinger.url` is the
@@ -656,18 +655,6 @@ class HostingerStandIn:
         self._stopping.set()
         self._server.stop()
         self.url = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- the ASGI app ------------------------------------------------------------------
 

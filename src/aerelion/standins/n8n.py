@@ -29,15 +29,14 @@ import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from aerelion.standins.server import LoopbackServer
+from aerelion.standins.server import LoopbackServer, ServedStandIn
 
 WORKFLOW_FIELDS = {"name", "nodes", "connections", "settings", "staticData", "shared"}
 READ_ONLY = ("id", "active", "tags", "createdAt", "updatedAt")
@@ -184,7 +183,7 @@ def credential_errors(kind: str, data: Any) -> str | None:
     return None
 
 
-class N8nStandIn:
+class N8nStandIn(ServedStandIn):
     """One n8n node on 127.0.0.1; `with N8nStandIn(api_key="k") as node:` then `node.url`."""
 
     def __init__(self, api_key: str, *, name: str = "n8n-standin") -> None:
@@ -233,28 +232,6 @@ class N8nStandIn:
             self._faults.clear()
             self._delays.clear()
             self._starting_until = 0.0
-
-    # -- life cycle ---------------------------------------------------------------------
-
-    def start(self) -> str:
-        self.url = self._server.start()
-        return self.url
-
-    def stop(self) -> None:
-        self._server.stop()
-        self.url = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- the app ------------------------------------------------------------------------
 

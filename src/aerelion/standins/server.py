@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -69,3 +70,32 @@ class LoopbackServer:
         thread.join(timeout=10)
         self._server = self._thread = None
         self.url = None
+
+
+class ServedStandIn:
+    """A stand-in served by its LoopbackServer (`self._server`): `start()` returns the base
+    URL, `stop()` ends it, and `with stand_in:` does both."""
+
+    url: str | None
+    _server: LoopbackServer
+
+    def start(self) -> str:
+        """Serve on 127.0.0.1 on a free port in a background thread; returns the base URL."""
+        self.url = self._server.start()
+        return self.url
+
+    def stop(self) -> None:
+        self._server.stop()
+        self.url = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -34,8 +34,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
@@ -44,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from aerelion.standins.server import LoopbackServer
+from aerelion.standins.server import LoopbackServer, ServedStandIn
 from aerelion.stripe_config import STRIPE_TIERS
 
 __all__ = ["DEFAULT_PRICES", "StripeError", "StripeStandIn", "decode_form"]
@@ -175,7 +174,7 @@ class _Fault:
 Handler = Callable[[Request, dict[str, Any]], Awaitable[Any]]
 
 
-class StripeStandIn:
+class StripeStandIn(ServedStandIn):
     """The Stripe API subset on 127.0.0.1. `with StripeStandIn(api_key="sk_test_…") as s:`
     starts it; `s.url` is the base to give the library (`STRIPE_API_BASE`)."""
 
@@ -293,29 +292,6 @@ class StripeStandIn:
             "trial_end": None,
             "trial_start": None,
         }
-
-    # -- life cycle --------------------------------------------------------------------
-
-    def start(self) -> str:
-        """Serve on 127.0.0.1 on a free port in a background thread; returns the base URL."""
-        self.url = self._server.start()
-        return self.url
-
-    def stop(self) -> None:
-        self._server.stop()
-        self.url = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- the ASGI app ------------------------------------------------------------------
 
