@@ -459,6 +459,42 @@ def test_retention_removes_only_what_is_past_its_period_and_audits_it(db):
     assert audit_rows(db, started)[0]["details"]["action"] == "retention"
 
 
+def test_stripe_events_age_out_but_never_within_a_week(db):
+    """Events are kept to recognise Stripe's retries (up to three days): a registry value
+    below seven days is raised to seven."""
+    ids = {age: f"evt_retention{age}d{uuid.uuid4().hex[:12]}" for age in (1, 6, 8, 100)}
+    for age, event_id in ids.items():
+        db.execute(
+            "insert into public.stripe_events (endpoint, id, type, created, payload, received_at)"
+            " values ('library', %s, 'charge.refunded', now(), '{}',"
+            " now() - make_interval(days => %s))",
+            [event_id, age],
+        )
+
+    def kept() -> list[int]:
+        rows = db.execute(
+            "select id from public.stripe_events where id = any(%s)", [list(ids.values())]
+        ).fetchall()
+        return sorted(age for age, event_id in ids.items() if {"id": event_id} in rows)
+
+    with as_role(db, "service_role"):
+        report = db.execute("select public.apply_retention() as r").fetchone()["r"]
+    assert report["stripe_events"] >= 1 and kept() == [1, 6, 8]
+    db.execute(
+        "update public.system_registry set value = '1'"
+        " where namespace = 'retention' and key = 'stripe_events_days'"
+    )
+    try:
+        with as_role(db, "service_role"):
+            db.execute("select public.apply_retention()")
+        assert kept() == [1, 6]
+    finally:
+        db.execute(
+            "update public.system_registry set value = '90'"
+            " where namespace = 'retention' and key = 'stripe_events_days'"
+        )
+
+
 def test_realtime_publishes_the_original_tables_without_secrets(db):
     rows = db.execute(
         "select tablename, attnames from pg_publication_tables where pubname = 'supabase_realtime'"
