@@ -71,6 +71,15 @@ def fresh_database(create_database: Callable[[], str]) -> str:
     return create_database()
 
 
+@pytest.fixture(scope="module")
+def database(create_database: Callable[[], str]) -> str:
+    """The test module's own database with every migration applied (no seed); modules that
+    need more define their own."""
+    url = create_database()
+    deploy.push(url, settings_for(), out=lambda _: None)
+    return url
+
+
 @pytest.fixture(scope="session")
 def migrated_database(create_database: Callable[[], str]) -> str:
     """One database with the shim and every migration of the repository applied."""

@@ -170,8 +170,11 @@ async def test_heal_restarts_a_deactivated_workflow_and_tells_the_operators(worl
     body = healed.json()
     assert body["previous_state"] == "ERROR" and body["actions"][0]["action"] == "restarted"
     assert node.workflows[workflow_id]["active"] is True
-    ops = [m for m, path in node.requests if path.endswith(("/activate", "/deactivate"))]
-    assert ops[-2:] == ["POST", "POST"]
+    switches = [path.rsplit("/", 1)[1] for _, path in node.requests]
+    assert [op for op in switches if op in ("activate", "deactivate")][-2:] == [
+        "deactivate",
+        "activate",
+    ]
     notice = conn.execute(
         "select type, severity from public.admin_notifications where id = %s",
         [body["actions"][0]["notification_id"]],

@@ -70,13 +70,6 @@ def _fresh_stand_in(stand_in: StripeStandIn) -> None:
 
 
 @pytest.fixture(scope="module")
-def database(create_database) -> str:
-    url = create_database()
-    deploy.push(url, settings_for(), out=lambda _: None)
-    return url
-
-
-@pytest.fixture(scope="module")
 def db(database) -> Iterator[psycopg.Connection]:
     with psycopg.connect(database, autocommit=True, row_factory=dict_row) as conn:
         yield conn

@@ -19,20 +19,13 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from aerelion import cli, cli_ops, deploy, local_identity
+from aerelion import cli, cli_ops, local_identity
 from aerelion.app import create_app
 from aerelion.standins.server import LoopbackServer
 from support import RUNTIME_SECRETS, SERVICE_KEY, new_user, settings_for
 
 HEARTBEAT_KEY = "heartbeat-" + "k" * 40
 SECRETS = {**RUNTIME_SECRETS, "HEARTBEAT_SECRET": HEARTBEAT_KEY}
-
-
-@pytest.fixture(scope="module")
-def database(create_database) -> str:
-    url = create_database()
-    deploy.push(url, settings_for(), out=lambda _: None)
-    return url
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from aerelion import deploy, local_identity
+from aerelion import local_identity
 from aerelion.app import create_app
 from aerelion.standins.server import LoopbackServer
 from support import RUNTIME_SECRETS, new_user, settings_for
@@ -29,13 +29,6 @@ pytestmark = [
         reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def database(create_database) -> str:
-    url = create_database()
-    deploy.push(url, settings_for(), out=lambda _: None)
-    return url
 
 
 @pytest.fixture(scope="module")
